@@ -1,0 +1,34 @@
+# Make targets for the MLOps template. `make help` lists them.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint benchmark deploy stop clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (azureml-pipeline-steps does not install on 3.12) or pass PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11; pass PYTHON=/path/to/python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, smoke test
+	$(BIN)/python -m ml_service.local_loop
+
+test: $(STAMP) ## Run the tests with coverage
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml
+
+lint: $(STAMP) ## Lint with flake8 (blocks the build)
+	$(BIN)/python -m flake8
+
+benchmark: $(STAMP) ## Time the local loop and each step against a one-process baseline
+	$(BIN)/python -m benchmarks.benchmark_local_loop
+
+clean: ## Remove the local store (.mlops/); keeps the environment
+	rm -rf .mlops

@@ -1,0 +1,1 @@
+"""The example model: pure training code, step scripts and the scoring script."""

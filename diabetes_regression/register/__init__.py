@@ -1,0 +1,1 @@
+"""register step of the example model."""

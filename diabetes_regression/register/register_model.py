@@ -1,0 +1,89 @@
+"""Register step: register the trained model with its tags and make it production.
+
+Honours the evaluate step: if it decided "not registered" (and did not cancel
+the pipeline), this step records that and registers nothing.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import joblib
+
+from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
+from diabetes_regression.parameters import load_parameters
+from diabetes_regression.register.registration import build_model_tags
+from ml_service.backends import get_backend
+from ml_service.errors import ModelNotFoundError
+from ml_service.util.cli import run_cli
+from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
+
+LOGGER = logging.getLogger(__name__)
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """Parse MLOpsPython's register-step arguments."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run_id", help="pipeline run to register for, when not started by one")
+    parser.add_argument("--model_name", help="registered model name (default: MODEL_NAME)")
+    parser.add_argument("--step_input", required=True,
+                        help="folder holding the model written by the train step")
+    parser.add_argument("--parameters", type=Path, help="parameters.json to use")
+    return parser.parse_args(argv)
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse a missing file or one that does not load as a model with predict()."""
+    if not path.is_file():
+        raise ModelNotFoundError(f"no model file at {path}; the train step writes it "
+                                 "to the folder passed as --step_input")
+    try:
+        model = joblib.load(path)
+    except Exception as err:  # unpickling can raise nearly anything
+        raise ModelNotFoundError(f"{path} does not load as a model: {err}") from err
+    if not callable(getattr(model, "predict", None)):
+        raise ModelNotFoundError(f"{path} holds a {type(model).__name__}, not a model")
+
+
+def register(args: argparse.Namespace) -> int:
+    """The step: check the decision and the file, tag, register, promote."""
+    load_dotenv_file()
+    settings = TrainingSettings.from_env()
+    parameters = load_parameters(args.parameters)
+    model_name = args.model_name or settings.model_name
+    backend = get_backend(training=settings)
+    with backend.step_run("register", run_id=args.run_id) as run:
+        pipeline_tags = run.get_pipeline_tags()
+        if pipeline_tags.get(OUTCOME_TAG) == "not_registered":
+            LOGGER.info("Not registered: the evaluate step decided so (%s)",
+                        pipeline_tags.get(REASON_TAG, "no reason recorded"))
+            return 0
+        model_path = Path(args.step_input) / model_name
+        check_model_file(model_path)
+        dataset_name = pipeline_tags.get("dataset_name")
+        dataset_version = pipeline_tags.get("dataset_version")
+        dataset = (backend.find_dataset(dataset_name, dataset_version)
+                   if dataset_name and dataset_version else None)
+        tags = build_model_tags(
+            run_id=run.pipeline_run_id, experiment_name=run.experiment_name,
+            dataset_name=dataset_name, dataset_version=dataset_version,
+            metrics=run.get_pipeline_metrics(), metric_tags=parameters.registration_tags,
+            build_id=settings.build_id or pipeline_tags.get("BuildId"),
+            build_uri=settings.build_uri or pipeline_tags.get("BuildUri"))
+        model = backend.register_model(model_name, model_path, run.pipeline_run_id, tags,
+                                       dataset)
+        backend.set_production_model(model_name, model.version)
+        run.set_pipeline_tags({"registered_model_version": str(model.version)})
+    LOGGER.info("Registered %s version %d as production", model_name, model.version)
+    return 0
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Entry point of the register step."""
+    args = parse_args(argv)
+    return run_cli(lambda: register(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

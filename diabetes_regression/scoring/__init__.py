@@ -1,0 +1,1 @@
+"""scoring step of the example model."""

@@ -1,0 +1,1 @@
+"""training step of the example model."""

@@ -1,0 +1,126 @@
+"""Train step: train the model on a registered dataset and save it to the step output.
+
+Runs the same way in a local pipeline, on Azure ML, or by hand::
+
+    python diabetes_regression/training/train_aml.py --step_output out/ --dataset_name diabetes_ds
+"""
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import joblib
+
+from diabetes_regression.parameters import ParametersError, load_parameters
+from diabetes_regression.training.train import (get_model_metrics, split_data, train_model,
+                                                validate_data)
+from ml_service.backends import get_backend
+from ml_service.backends.base import Backend, DatasetVersion
+from ml_service.backends.local import read_csv
+from ml_service.errors import DatasetNotFoundError
+from ml_service.util.cli import run_cli
+from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
+
+LOGGER = logging.getLogger(__name__)
+NONE = "none"
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """Parse MLOpsPython's train-step arguments."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_name", help="model file name (default: MODEL_NAME)")
+    parser.add_argument("--step_output", required=True,
+                        help="folder the trained model is written to")
+    parser.add_argument("--dataset_version", default="latest",
+                        help="dataset version to train on (a number or 'latest')")
+    parser.add_argument("--data_file_path", default=NONE,
+                        help="CSV file to register as a new dataset version first")
+    parser.add_argument("--caller_run_id", default=NONE,
+                        help="id of the run (e.g. a CI build) that started this pipeline")
+    parser.add_argument("--dataset_name", help="dataset name (default: DATASET_NAME)")
+    parser.add_argument("--parameters", type=Path, help="parameters.json to use")
+    return parser.parse_args(argv)
+
+
+def resolve_dataset(backend: Backend, name: str, version: str,
+                    data_file_path: str) -> DatasetVersion:
+    """Return the dataset to train on, registering ``data_file_path`` first if given."""
+    if data_file_path and data_file_path.lower() != NONE:
+        # Check the file before it becomes a dataset version.
+        validate_data(read_csv(Path(data_file_path)))
+        return backend.register_dataset(name, Path(data_file_path),
+                                        description="registered by the train step")
+    dataset = backend.find_dataset(name, version)
+    if dataset is None:
+        raise DatasetNotFoundError(
+            f"dataset {name!r} version {version!r} is not registered; register it "
+            "(make run registers the sample) or pass --data_file_path")
+    return dataset
+
+
+def fit(training_parameters: dict, data: dict) -> Any:
+    """Train, turning hyperparameters the model rejects into a ParametersError."""
+    try:
+        return train_model(data, training_parameters)
+    except TypeError as err:
+        raise ParametersError(f"the 'training' parameters do not suit the model: {err}") \
+            from err
+
+
+def save_model(model: Any, folder: Path, file_name: str) -> Path:
+    """Write the model into the folder atomically; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / file_name
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pkl")
+    os.close(handle)
+    try:
+        joblib.dump(model, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def train(args: argparse.Namespace) -> int:
+    """The step: read settings and data, train, log, save."""
+    load_dotenv_file()
+    settings = TrainingSettings.from_env()
+    parameters = load_parameters(args.parameters)
+    model_name = args.model_name or settings.model_name
+    dataset_name = args.dataset_name or settings.dataset_name
+    backend = get_backend(training=settings)
+    with backend.step_run("train") as run:
+        dataset = resolve_dataset(backend, dataset_name, args.dataset_version,
+                                  args.data_file_path)
+        frame = backend.load_dataset(dataset)
+        validate_data(frame)
+        LOGGER.info("Training on dataset %s version %d (%d rows)", dataset.name,
+                    dataset.version, len(frame))
+        data = split_data(frame)
+        model = fit(parameters.training, data)
+        metrics = get_model_metrics(model, data)
+        run.log_params(parameters.training)
+        for name, value in metrics.items():
+            run.log_metric(name, value)
+        tags = {"dataset_name": dataset.name, "dataset_version": str(dataset.version)}
+        if args.caller_run_id and args.caller_run_id.lower() != NONE:
+            tags["caller_run_id"] = args.caller_run_id
+        run.set_pipeline_tags(tags)
+        path = save_model(model, Path(args.step_output), model_name)
+    LOGGER.info("Metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    LOGGER.info("Model saved to %s", path)
+    return 0
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Entry point of the train step."""
+    args = parse_args(argv)
+    return run_cli(lambda: train(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

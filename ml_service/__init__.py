@@ -1,0 +1,1 @@
+"""Platform code: backends, the pipeline definition and its executors, deployment."""

@@ -1,0 +1,141 @@
+"""The backend interface: what step scripts and ml_service need from a platform.
+
+Named after what the steps need, not after either SDK. The local backend
+implements it with MLflow and files; an Azure ML backend implements it with
+azureml-core.
+"""
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import pandas as pd
+
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One registered version of a dataset."""
+
+    name: str
+    version: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model."""
+
+    name: str
+    version: int
+    run_id: Optional[str]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A running scoring service."""
+
+    name: str
+    scoring_uri: str
+    model_name: str
+    model_version: int
+    key: Optional[str] = None
+
+
+class StepRun(ABC):
+    """The run of one pipeline step and the pipeline run that contains it."""
+
+    id: str
+    pipeline_run_id: str
+    experiment_name: str
+
+    @abstractmethod
+    def log_metric(self, name: str, value: float) -> None:
+        """Log a metric to the step run and to the pipeline run."""
+
+    @abstractmethod
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log parameters (e.g. the model's hyperparameters) to the step run."""
+
+    @abstractmethod
+    def set_pipeline_tags(self, tags: Mapping[str, str]) -> None:
+        """Tag the pipeline run (and the step run)."""
+
+    @abstractmethod
+    def get_pipeline_metrics(self) -> Dict[str, float]:
+        """Return the metrics logged to the pipeline run so far."""
+
+    @abstractmethod
+    def get_pipeline_tags(self) -> Dict[str, str]:
+        """Return the pipeline run's tags."""
+
+    @abstractmethod
+    def cancel_pipeline(self, reason: str) -> None:
+        """Cancel the pipeline run: the steps after this one do not run."""
+
+
+class Backend(ABC):
+    """Runs, datasets, the model registry and deployments of one platform."""
+
+    name: str
+
+    # runs
+    @abstractmethod
+    def step_run(self, step_name: str, run_id: Optional[str] = None):
+        """Context manager yielding the StepRun of the calling step script.
+
+        ``run_id`` names the pipeline run to attach to when the script was not
+        started by a pipeline executor. The run is marked failed if the block raises.
+        """
+
+    @abstractmethod
+    def get_run_metrics(self, run_id: str) -> Dict[str, float]:
+        """Return the metrics of a (pipeline) run."""
+
+    # datasets
+    @abstractmethod
+    def find_dataset(self, name: str, version: str = LATEST) -> Optional[DatasetVersion]:
+        """Return the dataset version (a number or ``latest``), or None if there is none."""
+
+    @abstractmethod
+    def register_dataset(self, name: str, file_path: Path,
+                         description: str = "") -> DatasetVersion:
+        """Register a CSV file as the next version of a dataset."""
+
+    @abstractmethod
+    def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:
+        """Read a registered dataset version as a data frame."""
+
+    # models
+    @abstractmethod
+    def get_production_model(self, name: str) -> Optional[ModelVersion]:
+        """Return the version of the model that is in production, or None."""
+
+    @abstractmethod
+    def list_models(self, name: str, run_id: Optional[str] = None) -> List[ModelVersion]:
+        """Return the registered versions of a model, oldest first, optionally for one run."""
+
+    @abstractmethod
+    def register_model(self, name: str, model_path: Path, run_id: str,
+                       tags: Mapping[str, str],
+                       dataset: Optional[DatasetVersion] = None) -> ModelVersion:
+        """Register a model file for a pipeline run; refuse a second one for the same run."""
+
+    @abstractmethod
+    def set_production_model(self, name: str, version: int) -> None:
+        """Make a registered version the production model."""
+
+    @abstractmethod
+    def download_model(self, model: ModelVersion, target_dir: Path) -> Path:
+        """Copy a registered model's files into a folder; return the model file's path."""
+
+    # deployments
+    @abstractmethod
+    def deploy_model(self, model: ModelVersion, service_name: str) -> Deployment:
+        """Deploy a model version as a scoring service, replacing one of the same name."""
+
+    @abstractmethod
+    def delete_deployment(self, service_name: str) -> bool:
+        """Stop and remove a scoring service; return False if there was none."""

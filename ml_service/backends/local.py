@@ -1,0 +1,377 @@
+"""The local backend: MLflow (SQLite) for runs and models, files for datasets.
+
+Everything lives under one root folder (``.mlops/`` by default):
+
+    mlflow.db               MLflow tracking store and model registry
+    artifacts/              MLflow artifacts (registered model files)
+    datasets/NAME/N/        version N of a dataset: data.csv and dataset.json
+    pipeline_runs/RUN_ID/   data edges and step logs of a local pipeline run
+    deployments/NAME/       a local scoring service: model, record, server log
+
+``mlflow ui --backend-store-uri sqlite:///.mlops/mlflow.db`` shows the runs.
+"""
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deployment,
+                                      ModelVersion, StepRun)
+from ml_service.backends import local_server
+from ml_service.errors import (ConfigurationError, DatasetNotFoundError,
+                               ModelAlreadyRegisteredError, ModelNotFoundError,
+                               RunNotFoundError)
+
+LOGGER = logging.getLogger(__name__)
+
+PRODUCTION_ALIAS = "production"
+# Set by the local executor for the step processes it starts.
+ENV_PIPELINE_RUN_ID = "MLOPS_PIPELINE_RUN_ID"
+STEP_TAG = "mlops.step"
+PIPELINE_TAG = "mlops.pipeline"
+CANCEL_TAG = "mlops.cancel_reason"
+PARENT_TAG = "mlflow.parentRunId"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return a dataset or service name if it is safe as a folder name, else raise."""
+    if not NAME_PATTERN.match(name or ""):
+        raise ConfigurationError(
+            f"bad {kind} name {name!r}: use letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit, at most 128 characters")
+    return name
+
+
+def file_uri_to_path(uri: str) -> Path:
+    """Turn a ``file://`` artifact URI into a local path."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise ModelNotFoundError(f"model source {uri!r} is not a local file")
+    return Path(unquote(parsed.path))
+
+
+class LocalStepRun(StepRun):
+    """A step run stored in MLflow, nested under its pipeline run."""
+
+    def __init__(self, client: Any, run_id: str, pipeline_run_id: str,
+                 experiment_name: str) -> None:
+        self._client = client
+        self.id = run_id
+        self.pipeline_run_id = pipeline_run_id
+        self.experiment_name = experiment_name
+
+    def _targets(self) -> List[str]:
+        return list(dict.fromkeys([self.id, self.pipeline_run_id]))
+
+    def log_metric(self, name: str, value: float) -> None:
+        for run_id in self._targets():
+            self._client.log_metric(run_id, name, float(value))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for key, value in params.items():
+            self._client.log_param(self.id, key, value)
+
+    def set_pipeline_tags(self, tags: Mapping[str, str]) -> None:
+        for run_id in self._targets():
+            for key, value in tags.items():
+                self._client.set_tag(run_id, key, str(value))
+
+    def get_pipeline_metrics(self) -> Dict[str, float]:
+        return dict(self._client.get_run(self.pipeline_run_id).data.metrics)
+
+    def get_pipeline_tags(self) -> Dict[str, str]:
+        tags = self._client.get_run(self.pipeline_run_id).data.tags
+        return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
+
+    def cancel_pipeline(self, reason: str) -> None:
+        self._client.set_tag(self.pipeline_run_id, CANCEL_TAG, reason)
+        self._client.set_terminated(self.pipeline_run_id, "KILLED")
+
+
+class LocalBackend(Backend):
+    """Runs and models in MLflow on SQLite, datasets and deployments in files."""
+
+    name = "local"
+
+    def __init__(self, root: Path, experiment_name: str = "mlopspython",
+                 scoring_port: int = 0) -> None:
+        self.root = Path(root).resolve()
+        self.experiment_name = experiment_name
+        self.scoring_port = scoring_port
+        self._mlflow_client = None
+
+    # -- MLflow plumbing -------------------------------------------------
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking and registry URI of this store."""
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def client(self) -> Any:
+        """The MLflow client, created (and the store initialised) on first use."""
+        if self._mlflow_client is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            # Imported here: mlflow is slow to import and only the local backend needs it.
+            from mlflow.tracking import MlflowClient
+
+            self._mlflow_client = MlflowClient(tracking_uri=self.tracking_uri,
+                                               registry_uri=self.tracking_uri)
+        return self._mlflow_client
+
+    def experiment_id(self, name: Optional[str] = None) -> str:
+        """Return the id of an experiment, creating it with its artifacts in this root."""
+        name = name or self.experiment_name
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (self.root / "artifacts").as_uri()
+        return self.client.create_experiment(name, artifact_location=location)
+
+    def _get_run(self, run_id: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as err:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.tracking_uri}") from err
+
+    # -- pipeline runs (used by the local executor) ------------------------
+    def start_pipeline_run(self, pipeline_name: str, parameters: Mapping[str, Any],
+                           tags: Optional[Mapping[str, str]] = None) -> str:
+        """Create a running pipeline run with its parameters; return its id."""
+        all_tags = {PIPELINE_TAG: pipeline_name, **(tags or {})}
+        run = self.client.create_run(self.experiment_id(), run_name=pipeline_name,
+                                     tags=all_tags)
+        for key, value in parameters.items():
+            self.client.log_param(run.info.run_id, key, value)
+        return run.info.run_id
+
+    def pipeline_run_status(self, run_id: str) -> str:
+        """Return the MLflow status of a run: RUNNING, FINISHED, FAILED or KILLED."""
+        return self._get_run(run_id).info.status
+
+    def end_pipeline_run(self, run_id: str, status: str) -> None:
+        """Mark a pipeline run finished, failed or killed."""
+        self.client.set_terminated(run_id, status)
+
+    def get_run_tags(self, run_id: str) -> Dict[str, str]:
+        """Return a run's tags."""
+        return dict(self._get_run(run_id).data.tags)
+
+    def list_step_runs(self, pipeline_run_id: str) -> List[Any]:
+        """Return the step runs nested under a pipeline run, oldest first."""
+        run = self._get_run(pipeline_run_id)
+        return list(reversed(self.client.search_runs(
+            [run.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{pipeline_run_id}'")))
+
+    # -- runs --------------------------------------------------------------
+    @contextmanager
+    def step_run(self, step_name: str, run_id: Optional[str] = None) -> Iterator[StepRun]:
+        pipeline_run_id = run_id or os.environ.get(ENV_PIPELINE_RUN_ID) or None
+        owns_pipeline_run = pipeline_run_id is None
+        if owns_pipeline_run:
+            pipeline_run_id = self.start_pipeline_run(f"{step_name} (standalone)", {})
+            experiment_id = self.experiment_id()
+            experiment_name = self.experiment_name
+        else:
+            experiment_id = self._get_run(pipeline_run_id).info.experiment_id
+            experiment_name = self.client.get_experiment(experiment_id).name
+        run = self.client.create_run(experiment_id, run_name=step_name,
+                                     tags={PARENT_TAG: pipeline_run_id, STEP_TAG: step_name})
+        step = LocalStepRun(self.client, run.info.run_id, pipeline_run_id, experiment_name)
+        try:
+            yield step
+        except BaseException:
+            self.client.set_terminated(step.id, "FAILED")
+            if owns_pipeline_run:
+                self.client.set_terminated(pipeline_run_id, "FAILED")
+            raise
+        self.client.set_terminated(step.id, "FINISHED")
+        if owns_pipeline_run and self.pipeline_run_status(pipeline_run_id) == "RUNNING":
+            self.client.set_terminated(pipeline_run_id, "FINISHED")
+
+    def get_run_metrics(self, run_id: str) -> Dict[str, float]:
+        return dict(self._get_run(run_id).data.metrics)
+
+    # -- datasets ----------------------------------------------------------
+    def _dataset_dir(self, name: str) -> Path:
+        return self.root / "datasets" / check_name("dataset", name)
+
+    def _dataset_versions(self, name: str) -> List[int]:
+        folder = self._dataset_dir(name)
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir()
+                      if p.name.isdigit() and (p / "data.csv").is_file())
+
+    def find_dataset(self, name: str, version: str = LATEST) -> Optional[DatasetVersion]:
+        versions = self._dataset_versions(name)
+        if not versions:
+            return None
+        if str(version).strip().lower() == LATEST:
+            number = versions[-1]
+        else:
+            try:
+                number = int(version)
+            except ValueError as err:
+                raise ConfigurationError(
+                    f"bad dataset version {version!r}: use a number or {LATEST!r}") from err
+            if number not in versions:
+                return None
+        meta_path = self._dataset_dir(name) / str(number) / "dataset.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        return DatasetVersion(name, number, meta.get("description", ""))
+
+    def register_dataset(self, name: str, file_path: Path,
+                         description: str = "") -> DatasetVersion:
+        file_path = Path(file_path)
+        if not file_path.is_file():
+            raise DatasetNotFoundError(f"cannot register dataset {name!r}: "
+                                       f"no file at {file_path}")
+        folder = self._dataset_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Stage the copy beside its final place, then rename: no half-written version.
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+        try:
+            shutil.copyfile(file_path, staging / "data.csv")
+            while True:
+                number = (self._dataset_versions(name) or [0])[-1] + 1
+                meta = {"name": name, "version": number, "description": description,
+                        "source": str(file_path.resolve()),
+                        "registered": datetime.now(timezone.utc).isoformat()}
+                (staging / "dataset.json").write_text(json.dumps(meta, indent=2))
+                try:
+                    staging.rename(folder / str(number))
+                    break
+                except OSError:
+                    if not (folder / str(number)).exists():
+                        raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        LOGGER.info("Registered dataset %s version %d from %s", name, number, file_path)
+        return DatasetVersion(name, number, description)
+
+    def dataset_path(self, dataset: DatasetVersion) -> Path:
+        """Return the CSV file of a registered dataset version."""
+        return self._dataset_dir(dataset.name) / str(dataset.version) / "data.csv"
+
+    def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:
+        return read_csv(self.dataset_path(dataset))
+
+    # -- models ------------------------------------------------------------
+    @staticmethod
+    def _model_version(mv: Any) -> ModelVersion:
+        return ModelVersion(mv.name, int(mv.version), mv.run_id, dict(mv.tags or {}))
+
+    def get_production_model(self, name: str) -> Optional[ModelVersion]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
+        except MlflowException:
+            return None
+        return self._model_version(mv)
+
+    def get_model(self, name: str, version: int) -> ModelVersion:
+        """Return one registered version of a model."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._model_version(self.client.get_model_version(name, str(version)))
+        except MlflowException as err:
+            raise ModelNotFoundError(f"no model {name!r} version {version}") from err
+
+    def list_models(self, name: str, run_id: Optional[str] = None) -> List[ModelVersion]:
+        query = f"name = '{name}'" + (f" and run_id = '{run_id}'" if run_id else "")
+        found = [self._model_version(mv) for mv in self.client.search_model_versions(query)]
+        return sorted(found, key=lambda m: m.version)
+
+    def register_model(self, name: str, model_path: Path, run_id: str,
+                       tags: Mapping[str, str],
+                       dataset: Optional[DatasetVersion] = None) -> ModelVersion:
+        from mlflow.exceptions import MlflowException
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise ModelNotFoundError(f"no model file at {model_path}")
+        self._get_run(run_id)
+        existing = self.list_models(name, run_id=run_id)
+        if existing:
+            raise ModelAlreadyRegisteredError(
+                f"model {name!r} version {existing[0].version} is already registered for "
+                f"run {run_id}; a run registers at most one model: start a new pipeline run")
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        self.client.log_artifact(run_id, str(model_path), "model")
+        source = f"{self._get_run(run_id).info.artifact_uri}/model"
+        all_tags = dict(tags)
+        if dataset is not None:
+            all_tags.update({"dataset_name": dataset.name,
+                             "dataset_version": str(dataset.version)})
+        mv = self.client.create_model_version(name, source, run_id=run_id, tags=all_tags)
+        LOGGER.info("Registered model %s version %s for run %s", name, mv.version, run_id)
+        return self._model_version(mv)
+
+    def set_production_model(self, name: str, version: int) -> None:
+        self.get_model(name, version)
+        self.client.set_registered_model_alias(name, PRODUCTION_ALIAS, str(version))
+        LOGGER.info("Model %s version %s is now %r", name, version, PRODUCTION_ALIAS)
+
+    def download_model(self, model: ModelVersion, target_dir: Path) -> Path:
+        source = self.client.get_model_version(model.name, str(model.version)).source
+        source_dir = file_uri_to_path(source)
+        files = sorted(p for p in source_dir.iterdir() if p.is_file()) \
+            if source_dir.is_dir() else []
+        if len(files) != 1:
+            raise ModelNotFoundError(
+                f"model {model.name} version {model.version}: expected one file in "
+                f"{source_dir}, found {len(files)}")
+        target_dir = Path(target_dir)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(files[0], target_dir / files[0].name))
+
+    # -- deployments -------------------------------------------------------
+    def deploy_model(self, model: ModelVersion, service_name: str,
+                     entry_script: Optional[Path] = None) -> Deployment:
+        if entry_script is None:
+            raise ConfigurationError("a local deployment needs the scoring entry script")
+        service_dir = self.root / "deployments" / check_name("service", service_name)
+        self.delete_deployment(service_name)
+        shutil.rmtree(service_dir, ignore_errors=True)
+        # The Azure ML container layout: <model dir>/<name>/<version>/<file>.
+        self.download_model(model, service_dir / "model" / model.name / str(model.version))
+        record = local_server.start_server(entry_script, service_dir, self.scoring_port)
+        record.update({"name": service_name, "model_name": model.name,
+                       "model_version": model.version})
+        local_server.write_record(service_dir, record)
+        return Deployment(service_name, record["scoring_uri"], model.name, model.version)
+
+    def delete_deployment(self, service_name: str) -> bool:
+        service_dir = self.root / "deployments" / check_name("service", service_name)
+        return local_server.stop_server(service_dir)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV file; raise DatasetNotFoundError or ValueError with the file named."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"no data file at {path}")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError as err:
+        raise ValueError(f"{path} is empty: it needs a header row and data rows") from err
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable CSV file: {err}") from err

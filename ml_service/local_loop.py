@@ -1,0 +1,132 @@
+"""The whole loop on one machine: dataset, pipeline, deploy, smoke test, stop.
+
+    python -m ml_service.local_loop        (what `make run` runs)
+
+1. registers the sample dataset if the local store lacks it;
+2. runs the training pipeline (train, evaluate, register) with the local executor;
+3. deploys the production model in azureml-inference-server-http;
+4. smoke-tests it with the sample from parameters.json, then stops it;
+and prints a summary.
+"""
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
+from diabetes_regression.parameters import load_parameters
+from ml_service.backends.local import LocalBackend
+from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
+from ml_service.pipelines.local_executor import execute
+from ml_service.util.cli import run_cli
+from ml_service.util.deploy_local import deploy_production_model
+from ml_service.util.env_variables import (BackendSettings, ScoringSettings, TrainingSettings,
+                                           load_dotenv_file)
+from ml_service.util.sample_dataset import ensure_sample_dataset
+from ml_service.util.smoke_test_scoring_service import smoke_test
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopSummary:
+    """What one pass of the loop did."""
+
+    run_id: str
+    run_status: str
+    metrics: Dict[str, float]
+    decision: str
+    model_name: str
+    model_version: int
+    scoring_uri: str
+    predictions: List[float]
+    seconds: float
+    tracking_uri: str
+
+    def lines(self) -> List[str]:
+        """The summary as printable lines."""
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()))
+        return [
+            "Summary",
+            f"  pipeline run   {self.run_id} ({self.run_status})",
+            f"  metrics        {metrics}",
+            f"  decision       {self.decision}",
+            f"  model          {self.model_name} version {self.model_version} (production)",
+            f"  scoring URL    {self.scoring_uri} (stopped)",
+            f"  smoke test passed: {len(self.predictions)} predictions",
+            f"  total time     {self.seconds:.1f} s",
+            f"  inspect runs   mlflow ui --backend-store-uri {self.tracking_uri}",
+        ]
+
+
+def describe_decision(tags: Dict[str, str], registered_version: Optional[str]) -> str:
+    """One line for what the evaluate and register steps decided."""
+    outcome, reason = tags.get(OUTCOME_TAG), tags.get(REASON_TAG, "")
+    if outcome == "not_registered":
+        return f"not registered: {reason}"
+    if registered_version:
+        return f"registered version {registered_version}" + (f": {reason}" if reason else "")
+    return "no model registered"
+
+
+def run_loop(backend: LocalBackend, training: TrainingSettings,
+             scoring: ScoringSettings) -> LoopSummary:
+    """Run the four stages and return the summary; the service is stopped at the end."""
+    started = time.monotonic()
+    sample = load_parameters().scoring.sample
+    LOGGER.info("== 1/4 dataset")
+    ensure_sample_dataset(backend, training.dataset_name)
+    LOGGER.info("== 2/4 training pipeline (local executor)")
+    tags = {k: v for k, v in (("BuildId", training.build_id),
+                              ("BuildUri", training.build_uri)) if v}
+    result = execute(build_training_pipeline(training), backend, tags=tags)
+    run_tags = backend.get_run_tags(result.run_id)
+    LOGGER.info("== 3/4 deploy the production model locally")
+    deployment = deploy_production_model(backend, training.model_name, scoring.service_name)
+    try:
+        LOGGER.info("== 4/4 smoke test %s", deployment.scoring_uri)
+        predictions = smoke_test(deployment.scoring_uri, sample, total_s=60.0)
+    finally:
+        backend.delete_deployment(scoring.service_name)
+    return LoopSummary(
+        run_id=result.run_id,
+        run_status=result.status,
+        metrics=backend.get_run_metrics(result.run_id),
+        decision=describe_decision(run_tags, run_tags.get("registered_model_version")),
+        model_name=deployment.model_name,
+        model_version=deployment.model_version,
+        scoring_uri=deployment.scoring_uri,
+        predictions=predictions,
+        seconds=time.monotonic() - started,
+        tracking_uri=backend.tracking_uri,
+    )
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """No options: settings come from the environment and .env."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return parser.parse_args(argv)
+
+
+def loop(_: argparse.Namespace) -> int:
+    """Read the settings, run the loop, print the summary."""
+    load_dotenv_file()
+    training = TrainingSettings.from_env()
+    scoring = ScoringSettings.from_env()
+    backend = LocalBackend(BackendSettings.from_env().root, training.experiment_name,
+                           scoring.port)
+    summary = run_loop(backend, training, scoring)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Entry point of `make run`."""
+    args = parse_args(argv)
+    return run_cli(lambda: loop(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

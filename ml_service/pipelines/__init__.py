@@ -1,0 +1,1 @@
+"""The pipeline definition and the executors that run it."""

@@ -1,0 +1,51 @@
+"""The training pipeline of the example model, declared once for every executor."""
+from ml_service.paths import PROJECT_ROOT
+from ml_service.pipelines.definition import (DataRef, ParameterRef, PipelineDefinition,
+                                             PipelineParameter, Step)
+from ml_service.util.env_variables import TrainingSettings
+
+TRAIN_SCRIPT = "diabetes_regression/training/train_aml.py"
+EVALUATE_SCRIPT = "diabetes_regression/evaluate/evaluate_model.py"
+REGISTER_SCRIPT = "diabetes_regression/register/register_model.py"
+SCORE_SCRIPT = "diabetes_regression/scoring/score.py"
+MODEL_DATA = "pipeline_data"
+
+
+def build_training_pipeline(settings: TrainingSettings) -> PipelineDefinition:
+    """Train, (evaluate,) register: the steps, their arguments and data edges."""
+    model_name = ParameterRef("model_name")
+    train = Step(
+        name="Train Model",
+        script=TRAIN_SCRIPT,
+        arguments=("--model_name", model_name,
+                   "--step_output", DataRef(MODEL_DATA),
+                   "--dataset_version", ParameterRef("dataset_version"),
+                   "--data_file_path", ParameterRef("data_file_path"),
+                   "--caller_run_id", ParameterRef("caller_run_id"),
+                   "--dataset_name", settings.dataset_name),
+        outputs=(MODEL_DATA,),
+        allow_reuse=True,
+    )
+    evaluate = Step(
+        name="Evaluate Model",
+        script=EVALUATE_SCRIPT,
+        arguments=("--model_name", model_name,
+                   "--allow_run_cancel", str(settings.allow_run_cancel).lower()),
+    )
+    register = Step(
+        name="Register Model",
+        script=REGISTER_SCRIPT,
+        arguments=("--model_name", model_name, "--step_input", DataRef(MODEL_DATA)),
+        inputs=(MODEL_DATA,),
+    )
+    steps = (train, evaluate, register) if settings.run_evaluation else (train, register)
+    return PipelineDefinition(
+        name=settings.pipeline_name,
+        source_directory=PROJECT_ROOT,
+        parameters=(PipelineParameter("model_name", settings.model_name),
+                    PipelineParameter("dataset_version", "latest"),
+                    PipelineParameter("data_file_path", "none"),
+                    PipelineParameter("caller_run_id", "none")),
+        data=(MODEL_DATA,),
+        steps=steps,
+    )

@@ -1,0 +1,1 @@
+"""Settings, command-line helpers, deployment and smoke-test scripts."""
