@@ -12,7 +12,7 @@ import sys
 from typing import Optional
 
 from ml_service.backends.base import Deployment
-from ml_service.backends.local import LocalBackend
+from ml_service.backends.local import LocalBackend, check_name
 from ml_service.errors import ModelNotFoundError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines.diabetes_regression_pipeline import SCORE_SCRIPT
@@ -58,7 +58,7 @@ def deploy_or_stop(args: argparse.Namespace) -> int:
     scoring = ScoringSettings.from_env()
     port = parse_port(args.port, "--port") if args.port else scoring.port
     backend = LocalBackend(BackendSettings.from_env().root, training.experiment_name, port)
-    service = args.service or scoring.service_name
+    service = check_name("service", args.service or scoring.service_name)
     if args.action == "stop":
         stopped = backend.delete_deployment(service)
         LOGGER.info("Service %r %s", service, "stopped" if stopped else "was not running")

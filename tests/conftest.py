@@ -1,0 +1,76 @@
+"""Shared fixtures: an isolated local store per test, and no network."""
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diabetes_regression.training.train import TARGET_COLUMN
+from ml_service.backends.local import LocalBackend
+
+# Variables that would make a test depend on the machine it runs on.
+ISOLATED_VARIABLES = (
+    "MLOPS_BACKEND", "MLOPS_ROOT", "MLOPS_PIPELINE_RUN_ID", "MODEL_NAME", "EXPERIMENT_NAME",
+    "DATASET_NAME", "TRAINING_PIPELINE_NAME", "RUN_EVALUATION", "ALLOW_RUN_CANCEL",
+    "BUILD_BUILDID", "BUILD_BUILDURI", "LOCAL_DEPLOYMENT_NAME", "LOCAL_SCORING_PORT",
+)
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Refuse connections to anything but this machine, so no test can reach a service."""
+    real_connect = socket.socket.connect
+
+    def guarded_connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            raise ConnectionRefusedError(f"tests may not connect to {address!r}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An initialised, empty MLflow database, made once: creating one takes about a second."""
+    root = tmp_path_factory.mktemp("empty_store")
+    LocalBackend(root).client.search_experiments()
+    return root / "mlflow.db"
+
+
+@pytest.fixture
+def mlops_root(tmp_path: Path, monkeypatch, empty_store: Path) -> Path:
+    """A fresh local store in a temporary folder, used as the working directory."""
+    for name in ISOLATED_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / ".mlops"
+    root.mkdir()
+    shutil.copyfile(empty_store, root / "mlflow.db")
+    monkeypatch.setenv("MLOPS_ROOT", str(root))
+    monkeypatch.chdir(tmp_path)
+    return root
+
+
+@pytest.fixture
+def backend(mlops_root: Path) -> LocalBackend:
+    """The local backend on the fresh store."""
+    return LocalBackend(mlops_root)
+
+
+def make_frame(rows: int = 60, features: int = 4, seed: int = 0) -> pd.DataFrame:
+    """A small numeric training frame with a linear target."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, features))
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(features)])
+    frame[TARGET_COLUMN] = X @ np.arange(1, features + 1) + rng.normal(scale=0.1, size=rows)
+    return frame
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    """A good training CSV file."""
+    path = tmp_path / "train.csv"
+    make_frame().to_csv(path, index=False)
+    return path

@@ -1,0 +1,65 @@
+import copy
+import json
+
+import pytest
+
+from diabetes_regression.parameters import (DEFAULT_PATH, ParametersError, load_parameters,
+                                            parse_parameters)
+
+GOOD = json.loads(DEFAULT_PATH.read_text())
+
+
+def test_the_template_parameters_load():
+    parameters = load_parameters()
+    assert parameters.training == {"alpha": 0.5}
+    assert parameters.evaluation.metric == "mse"
+    assert parameters.evaluation.higher_is_better is False
+    assert "mse" in parameters.registration_tags
+    assert len(parameters.scoring.sample["data"][0]) == 10
+
+
+def changed(path, value):
+    document = copy.deepcopy(GOOD)
+    *parents, last = path
+    node = document
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return document
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (["training"], KeyError, "section 'training' is missing"),
+    (["evaluation"], [], "evaluation must be a JSON object"),
+    (["evaluation", "metric"], "", "evaluation.metric"),
+    (["evaluation", "higher_is_better"], "yes", "evaluation.higher_is_better"),
+    (["evaluation", "min_improvement"], -1, "min_improvement must be a number >= 0"),
+    (["registration", "tags"], "mse", "registration.tags"),
+    (["scoring", "sample"], {"rows": []}, "scoring.sample"),
+    (["scoring", "max_rows"], 0, "scoring.max_rows"),
+])
+def test_bad_sections_are_named(path, value, message):
+    with pytest.raises(ParametersError, match=message):
+        parse_parameters(changed(path, value))
+
+
+def test_malformed_json_names_the_file(tmp_path):
+    path = tmp_path / "parameters.json"
+    path.write_text('{"training": {"alpha": 0.5},')
+    with pytest.raises(ParametersError, match=f"{path}: not valid JSON"):
+        load_parameters(path)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ParametersError, match="file not found"):
+        load_parameters(tmp_path / "nope.json")
+
+
+def test_document_must_be_an_object(tmp_path):
+    path = tmp_path / "parameters.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ParametersError, match="must be a JSON object"):
+        load_parameters(path)

@@ -1,0 +1,42 @@
+import pytest
+
+from ml_service.backends.local_server import read_record
+from ml_service.util import deploy_local
+
+
+def test_deploy_without_a_production_model_is_refused(backend, caplog):
+    assert deploy_local.main(["deploy"]) == 1
+    assert "has no production version; run the training pipeline first" in caplog.text
+    assert not (backend.root / "deployments" / "diabetes-local" / "service.json").exists()
+
+
+def test_stop_when_nothing_runs_is_fine(backend, caplog):
+    assert deploy_local.main(["stop"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["deploy", "--port", "http"], "--port='http' is not a port number"),
+    (["deploy", "--service", "../x"], "bad service name"),
+])
+def test_bad_options_are_named(backend, caplog, argv, message):
+    assert deploy_local.main(argv) == 1
+    assert message in caplog.text
+
+
+@pytest.mark.integration
+def test_deploy_prints_the_url_records_the_pid_and_stop_ends_it(backend, csv_file, capsys,
+                                                                monkeypatch):
+    from ml_service.pipelines import local_executor
+
+    monkeypatch.setenv("RUN_EVALUATION", "false")
+    backend.register_dataset("diabetes_ds", csv_file)
+    assert local_executor.main([]) == 0
+    # csv_file has 4 features: the server loads that model just as well.
+    capsys.readouterr()
+    assert deploy_local.main(["deploy"]) == 0
+    url = capsys.readouterr().out.strip()
+    service_dir = backend.root / "deployments" / "diabetes-local"
+    record = read_record(service_dir)
+    assert url == record["scoring_uri"] and record["pid"] > 0 and record["model_version"] == 1
+    assert deploy_local.main(["stop"]) == 0
+    assert read_record(service_dir) is None
