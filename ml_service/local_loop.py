@@ -10,6 +10,7 @@ and prints a summary.
 """
 import argparse
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
 from diabetes_regression.parameters import load_parameters
 from ml_service.backends.local import LocalBackend
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
-from ml_service.pipelines.local_executor import execute
+from ml_service.pipelines.local_executor import execute, make_runner
 from ml_service.util.cli import run_cli
 from ml_service.util.deploy_local import deploy_production_model
 from ml_service.util.env_variables import (BackendSettings, ScoringSettings, TrainingSettings,
@@ -75,13 +76,18 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
              scoring: ScoringSettings) -> LoopSummary:
     """Run the four stages and return the summary; the service is stopped at the end."""
     started = time.monotonic()
-    sample = load_parameters().scoring.sample
-    LOGGER.info("== 1/4 dataset")
-    ensure_sample_dataset(backend, training.dataset_name)
-    LOGGER.info("== 2/4 training pipeline (local executor)")
-    tags = {k: v for k, v in (("BuildId", training.build_id),
-                              ("BuildUri", training.build_uri)) if v}
-    result = execute(build_training_pipeline(training), backend, tags=tags)
+    # Started first, so the step launcher warms up while the dataset is checked.
+    runner = make_runner(os.environ)
+    try:
+        sample = load_parameters().scoring.sample
+        LOGGER.info("== 1/4 dataset")
+        ensure_sample_dataset(backend, training.dataset_name)
+        LOGGER.info("== 2/4 training pipeline (local executor)")
+        tags = {k: v for k, v in (("BuildId", training.build_id),
+                                  ("BuildUri", training.build_uri)) if v}
+        result = execute(build_training_pipeline(training), backend, tags=tags, runner=runner)
+    finally:
+        runner.close()
     run_tags = backend.get_run_tags(result.run_id)
     LOGGER.info("== 3/4 deploy the production model locally")
     deployment = deploy_production_model(backend, training.model_name, scoring.service_name)

@@ -7,17 +7,20 @@ the pipeline run stops it: the remaining steps are skipped.
     python -m ml_service.pipelines.local_executor [--dataset_version 2]
 """
 import argparse
+import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from ml_service.backends.local import ENV_PIPELINE_RUN_ID, LocalBackend
 from ml_service.errors import ConfigurationError, StepFailedError
+from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines.definition import DataRef, ParameterRef, PipelineDefinition, Step
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
 from ml_service.util.cli import run_cli
@@ -65,26 +68,122 @@ def step_command(step: Step, source_directory: Path, values: Mapping[str, str],
     return argv
 
 
-def run_step_process(argv: List[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> int:
-    """Run one step, echoing its output indented and writing it to a log; return its code."""
-    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-            argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, errors="replace") as process:
+class ProcessRunner:
+    """Starts each step as ``python script.py``: the plainest way, and the slowest."""
+
+    def run(self, argv: List[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> int:
+        """Run one step, echoing its output and writing it to a log; return its exit code."""
+        with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
+                argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, text=True, errors="replace") as process:
+            try:
+                for line in process.stdout:
+                    log.write(line)
+                    echo(line)
+                return process.wait()
+            except BaseException:
+                process.kill()
+                raise
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ForkRunner:
+    """Starts each step as a child of a warm launcher (see step_launcher)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._launcher = subprocess.Popen(
+            [sys.executable, "-m", "ml_service.pipelines.step_launcher"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(env),
+            cwd=PROJECT_ROOT)
+        self._ready = False
+
+    def _reply(self) -> dict:
+        line = self._launcher.stdout.readline()
+        if not line:
+            raise StepFailedError(f"the step launcher exited with code {self._launcher.wait()}; "
+                                  "set MLOPS_STEP_LAUNCHER=process to run steps without it")
+        return json.loads(line)
+
+    def run(self, argv: List[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> int:
+        """Have the launcher fork the step; echo its log while it runs; return its exit code."""
+        if not self._ready:
+            self._reply()
+            self._ready = True
+        request = {"argv": argv[1:], "cwd": str(cwd), "env": dict(env), "log": str(log_path)}
+        self._launcher.stdin.write(json.dumps(request) + "\n")
+        self._launcher.stdin.flush()
+        with LogFollower(log_path) as follower:
+            while not select.select([self._launcher.stdout], [], [], 0.1)[0]:
+                follower.echo_new_lines()
+            reply = self._reply()
+            follower.echo_new_lines(final=True)
+        return int(reply["code"])
+
+    def close(self) -> None:
+        """Let the launcher exit (it ends when its input closes)."""
+        if self._launcher.stdin:
+            self._launcher.stdin.close()
         try:
-            for line in process.stdout:
-                log.write(line)
-                sys.stderr.write("    | " + line)
-            return process.wait()
-        except BaseException:
-            process.kill()
-            raise
+            self._launcher.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._launcher.kill()
+            self._launcher.wait()
+        if self._launcher.stdout:
+            self._launcher.stdout.close()
+
+
+class LogFollower:
+    """Echo the lines a step appends to its log file, as they come."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = None
+        self._partial = ""
+
+    def __enter__(self) -> "LogFollower":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def echo_new_lines(self, final: bool = False) -> None:
+        """Echo every complete new line (and, at the end, any unfinished one)."""
+        if self._file is None:
+            if not self.path.exists():
+                return
+            self._file = open(self.path, encoding="utf-8", errors="replace")
+        text = self._partial + self._file.read()
+        lines = text.split("\n")
+        self._partial = "" if final else lines.pop()
+        for line in lines:
+            if line or not final:
+                echo(line + "\n")
+
+
+def echo(line: str) -> None:
+    """Show a line of a step's output, indented under the executor's own lines."""
+    sys.stderr.write("    | " + line)
+
+
+def make_runner(env: Mapping[str, str]):
+    """The fork-based runner where the platform can fork, unless MLOPS_STEP_LAUNCHER=process."""
+    choice = env.get("MLOPS_STEP_LAUNCHER", "fork").strip().lower() or "fork"
+    if choice not in ("fork", "process"):
+        raise ConfigurationError(f"MLOPS_STEP_LAUNCHER={choice!r}: use fork or process")
+    if choice == "fork" and hasattr(os, "fork"):
+        return ForkRunner(env)
+    return ProcessRunner()
 
 
 def execute(pipeline: PipelineDefinition, backend: LocalBackend,
             parameters: Optional[Mapping[str, str]] = None,
-            tags: Optional[Mapping[str, str]] = None) -> PipelineRunResult:
+            tags: Optional[Mapping[str, str]] = None, runner: Any = None) -> PipelineRunResult:
     """Run every step of the pipeline in order against the local backend.
 
+    ``runner`` starts the step processes (default: make_runner(), closed at the end).
     Raises StepFailedError (after marking the run FAILED) when a step exits non-zero.
     """
     problems = pipeline.validate()
@@ -93,6 +192,9 @@ def execute(pipeline: PipelineDefinition, backend: LocalBackend,
                                  + "; ".join(problems))
     values = pipeline.resolve_parameters(parameters)
     started = time.monotonic()
+    own_runner = runner is None
+    # Started first: the launcher warms up while this process sets the run up.
+    runner = runner or make_runner(os.environ)
     run_id = backend.start_pipeline_run(pipeline.name, values, tags)
     result = PipelineRunResult(run_id, "RUNNING")
     run_dir = backend.root / "pipeline_runs" / run_id
@@ -112,9 +214,8 @@ def execute(pipeline: PipelineDefinition, backend: LocalBackend,
             LOGGER.info("[%d/%d] %s: running %s", index, total, step.name, step.script)
             log_path = run_dir / "logs" / f"{index:02d}_{step.name.replace(' ', '_')}.log"
             step_started = time.monotonic()
-            code = run_step_process(step_command(step, pipeline.source_directory, values,
-                                                 data_dirs),
-                                    pipeline.source_directory, env, log_path)
+            code = runner.run(step_command(step, pipeline.source_directory, values, data_dirs),
+                              pipeline.source_directory, env, log_path)
             seconds = time.monotonic() - step_started
             if code != 0:
                 result.steps.append(StepResult(step.name, "failed", seconds, log_path))
@@ -128,6 +229,9 @@ def execute(pipeline: PipelineDefinition, backend: LocalBackend,
     except BaseException:
         backend.end_pipeline_run(run_id, "FAILED")
         raise
+    finally:
+        if own_runner:
+            runner.close()
     if result.status != "KILLED":
         result.status = "FINISHED"
         backend.end_pipeline_run(run_id, "FINISHED")
@@ -146,6 +250,8 @@ def step_environment(backend: LocalBackend, run_id: str, source_directory: Path)
         "MLOPS_ROOT": str(backend.root),
         "EXPERIMENT_NAME": backend.experiment_name,
         ENV_PIPELINE_RUN_ID: run_id,
+        # Step output reaches the console and the log as it is written.
+        "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(source_directory),
                                                     env.get("PYTHONPATH")])),
     })

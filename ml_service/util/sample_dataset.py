@@ -3,7 +3,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-from diabetes_regression.training.train import load_sample_data
 from ml_service.backends.base import Backend, DatasetVersion
 
 LOGGER = logging.getLogger(__name__)
@@ -16,6 +15,9 @@ def ensure_sample_dataset(backend: Backend, name: str) -> DatasetVersion:
         LOGGER.info("Dataset %s version %d is registered", name, existing.version)
         return existing
     LOGGER.info("Dataset %s is not registered: registering the sample data", name)
+    # Imported here: scikit-learn is slow to import and only needed the first time.
+    from diabetes_regression.training.train import load_sample_data
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "diabetes.csv"
         load_sample_data().to_csv(path, index=False)

@@ -28,7 +28,8 @@ def test_without_evaluation_every_run_registers(backend, csv_file):
     assert "alpha" in steps[0].data.params
 
 
-def test_a_failing_step_fails_the_run_and_skips_the_rest(backend):
+def test_a_failing_step_fails_the_run_and_skips_the_rest(backend, monkeypatch):
+    monkeypatch.setenv("MLOPS_STEP_LAUNCHER", "process")
     pipeline = build_training_pipeline(TrainingSettings())
     with pytest.raises(StepFailedError, match="step 'Train Model' of run .* failed with exit "
                                               "code 1; its log is"):
