@@ -13,8 +13,9 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import Dict, List, Optional
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional
 
 from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
 from diabetes_regression.parameters import load_parameters
@@ -45,6 +46,7 @@ class LoopSummary:
     predictions: List[float]
     seconds: float
     tracking_uri: str
+    timings: Dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> List[str]:
         """The summary as printable lines."""
@@ -72,30 +74,50 @@ def describe_decision(tags: Dict[str, str], registered_version: Optional[str]) -
     return "no model registered"
 
 
+@contextmanager
+def timed(timings: Dict[str, float], name: str) -> Iterator[None]:
+    """Record how long the block took under ``name``."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[name] = time.monotonic() - started
+
+
 def run_loop(backend: LocalBackend, training: TrainingSettings,
              scoring: ScoringSettings) -> LoopSummary:
     """Run the four stages and return the summary; the service is stopped at the end."""
     started = time.monotonic()
+    timings: Dict[str, float] = {}
     # Started first, so the step launcher warms up while the dataset is checked.
     runner = make_runner(os.environ)
     try:
         sample = load_parameters().scoring.sample
         LOGGER.info("== 1/4 dataset")
-        ensure_sample_dataset(backend, training.dataset_name)
+        with timed(timings, "dataset"):
+            ensure_sample_dataset(backend, training.dataset_name)
         LOGGER.info("== 2/4 training pipeline (local executor)")
         tags = {k: v for k, v in (("BuildId", training.build_id),
                                   ("BuildUri", training.build_uri)) if v}
-        result = execute(build_training_pipeline(training), backend, tags=tags, runner=runner)
+        with timed(timings, "pipeline"):
+            result = execute(build_training_pipeline(training), backend, tags=tags,
+                             runner=runner)
     finally:
         runner.close()
+    timings.update({f"step {step.name}": step.seconds for step in result.steps
+                    if step.status == "completed"})
     run_tags = backend.get_run_tags(result.run_id)
     LOGGER.info("== 3/4 deploy the production model locally")
-    deployment = deploy_production_model(backend, training.model_name, scoring.service_name)
+    with timed(timings, "deploy"):
+        deployment = deploy_production_model(backend, training.model_name,
+                                             scoring.service_name)
     try:
         LOGGER.info("== 4/4 smoke test %s", deployment.scoring_uri)
-        predictions = smoke_test(deployment.scoring_uri, sample, total_s=60.0)
+        with timed(timings, "smoke test"):
+            predictions = smoke_test(deployment.scoring_uri, sample, total_s=60.0)
     finally:
-        backend.delete_deployment(scoring.service_name)
+        with timed(timings, "stop"):
+            backend.delete_deployment(scoring.service_name)
     return LoopSummary(
         run_id=result.run_id,
         run_status=result.status,
@@ -107,6 +129,7 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
         predictions=predictions,
         seconds=time.monotonic() - started,
         tracking_uri=backend.tracking_uri,
+        timings=timings,
     )
 
 
