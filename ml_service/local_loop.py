@@ -97,8 +97,7 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
         with timed(timings, "dataset"):
             ensure_sample_dataset(backend, training.dataset_name)
         LOGGER.info("== 2/4 training pipeline (local executor)")
-        tags = {k: v for k, v in (("BuildId", training.build_id),
-                                  ("BuildUri", training.build_uri)) if v}
+        tags = training.build_tags()
         with timed(timings, "pipeline"):
             result = execute(build_training_pipeline(training), backend, tags=tags,
                              runner=runner)

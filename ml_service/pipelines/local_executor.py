@@ -274,8 +274,7 @@ def run_training_pipeline(args: argparse.Namespace) -> int:
     settings = TrainingSettings.from_env()
     backend = LocalBackend(BackendSettings.from_env().root, settings.experiment_name)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    tags = {k: v for k, v in (("BuildId", settings.build_id),
-                              ("BuildUri", settings.build_uri)) if v}
+    tags = settings.build_tags()
     result = execute(build_training_pipeline(settings), backend, overrides, tags)
     LOGGER.info("Pipeline run %s ended %s in %.1f s", result.run_id, result.status,
                 result.seconds)

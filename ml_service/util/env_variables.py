@@ -6,7 +6,7 @@ Names follow MLOpsPython's variables so the Azure DevOps variables template and
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 from ml_service.errors import ConfigurationError
 
@@ -95,6 +95,11 @@ class TrainingSettings:
             build_id=text("BUILD_BUILDID", None),
             build_uri=text("BUILD_BUILDURI", None),
         )
+
+    def build_tags(self) -> Dict[str, str]:
+        """``BuildId`` / ``BuildUri`` run tags for the CI build, when there is one."""
+        tags = {"BuildId": self.build_id, "BuildUri": self.build_uri}
+        return {key: value for key, value in tags.items() if value}
 
 
 @dataclass(frozen=True)

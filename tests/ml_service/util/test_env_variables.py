@@ -24,6 +24,8 @@ def test_values_come_from_the_mapping():
     assert (settings.model_name, settings.run_evaluation, settings.allow_run_cancel) == \
         ("m.pkl", False, False)
     assert settings.build_id == "42"
+    assert settings.build_tags() == {"BuildId": "42", "BuildUri": "vstfs:///Build/Build/42"}
+    assert TrainingSettings().build_tags() == {}
     assert BackendSettings.from_env({"MLOPS_BACKEND": " Local "}).kind == "local"
     assert ScoringSettings.from_env({"LOCAL_SCORING_PORT": "5001"}).port == 5001
 
