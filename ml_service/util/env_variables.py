@@ -4,7 +4,7 @@ Names follow MLOpsPython's variables so the Azure DevOps variables template and
 ``.env`` files carry over. Nothing here reads the environment at import.
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
@@ -116,3 +116,131 @@ class ScoringSettings:
         port = env.get("LOCAL_SCORING_PORT", "").strip()
         return cls(service_name=env.get("LOCAL_DEPLOYMENT_NAME", "").strip() or cls.service_name,
                    port=parse_port(port, "LOCAL_SCORING_PORT") if port else cls.port)
+
+
+def _text(env: Mapping[str, str], name: str, default: Optional[str] = None) -> Optional[str]:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = _text(env, name)
+    if not value:
+        raise ConfigurationError(f"{name} is not set; set it in the environment or in .env "
+                                 "(see .env.example)")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    value = _text(env, name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ConfigurationError(f"{name}={value!r} is not a whole number >= {minimum}")
+    return number
+
+
+@dataclass(frozen=True)
+class WorkspaceSettings:
+    """The Azure ML workspace and, for CI, the service principal that signs in to it."""
+
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    tenant_id: Optional[str] = None
+    sp_app_id: Optional[str] = None
+    # Never shown: repr=False keeps it out of logs and error messages.
+    sp_app_secret: Optional[str] = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "WorkspaceSettings":
+        """Read SUBSCRIPTION_ID, RESOURCE_GROUP, WORKSPACE_NAME (required) and
+        TENANT_ID, SP_APP_ID, SP_APP_SECRET (all three, or none)."""
+        env = os.environ if env is None else env
+        principal = [_text(env, n) for n in ("TENANT_ID", "SP_APP_ID", "SP_APP_SECRET")]
+        if any(principal) and not all(principal):
+            missing = [n for n, v in zip(("TENANT_ID", "SP_APP_ID", "SP_APP_SECRET"), principal)
+                       if not v]
+            raise ConfigurationError(f"a service principal needs TENANT_ID, SP_APP_ID and "
+                                     f"SP_APP_SECRET; missing: {', '.join(missing)}")
+        return cls(subscription_id=_required(env, "SUBSCRIPTION_ID"),
+                   resource_group=_required(env, "RESOURCE_GROUP"),
+                   workspace_name=_required(env, "WORKSPACE_NAME"),
+                   tenant_id=principal[0], sp_app_id=principal[1], sp_app_secret=principal[2])
+
+    @property
+    def uses_service_principal(self) -> bool:
+        """True when the service principal variables are set."""
+        return bool(self.sp_app_secret)
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """The AmlCompute cluster the training steps run on."""
+
+    cluster_name: str = "train-cluster"
+    vm_size: str = "STANDARD_DS2_V2"
+    min_nodes: int = 0
+    max_nodes: int = 4
+    priority: str = "lowpriority"
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "ComputeSettings":
+        """Read AML_COMPUTE_CLUSTER_NAME, AML_COMPUTE_CLUSTER_CPU_SKU, AML_CLUSTER_MIN_NODES,
+        AML_CLUSTER_MAX_NODES and AML_CLUSTER_PRIORITY."""
+        env = os.environ if env is None else env
+        priority = _text(env, "AML_CLUSTER_PRIORITY", cls.priority).lower()
+        if priority not in ("dedicated", "lowpriority"):
+            raise ConfigurationError(f"AML_CLUSTER_PRIORITY={priority!r}: use dedicated or "
+                                     "lowpriority")
+        settings = cls(cluster_name=_text(env, "AML_COMPUTE_CLUSTER_NAME", cls.cluster_name),
+                       vm_size=_text(env, "AML_COMPUTE_CLUSTER_CPU_SKU", cls.vm_size),
+                       min_nodes=_integer(env, "AML_CLUSTER_MIN_NODES", cls.min_nodes),
+                       max_nodes=_integer(env, "AML_CLUSTER_MAX_NODES", cls.max_nodes, 1),
+                       priority=priority)
+        if settings.min_nodes > settings.max_nodes:
+            raise ConfigurationError(f"AML_CLUSTER_MIN_NODES={settings.min_nodes} is above "
+                                     f"AML_CLUSTER_MAX_NODES={settings.max_nodes}")
+        return settings
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings:
+    """The Azure ML environment the steps and the scoring service run in."""
+
+    name: str = "diabetes_regression_training_env"
+    conda_file: str = "diabetes_regression/conda_dependencies.yml"
+    rebuild: bool = False
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "EnvironmentSettings":
+        """Read AML_ENV_NAME, AML_ENV_TRAIN_CONDA_DEP_FILE and AML_REBUILD_ENVIRONMENT."""
+        env = os.environ if env is None else env
+        rebuild = _text(env, "AML_REBUILD_ENVIRONMENT")
+        return cls(name=_text(env, "AML_ENV_NAME", cls.name),
+                   conda_file=_text(env, "AML_ENV_TRAIN_CONDA_DEP_FILE", cls.conda_file),
+                   rebuild=parse_bool(rebuild, "AML_REBUILD_ENVIRONMENT") if rebuild
+                   else cls.rebuild)
+
+
+@dataclass(frozen=True)
+class AzureScoringSettings:
+    """Names of the Azure scoring services and of the AKS cluster."""
+
+    aci_service_name: str = "mlops-aci"
+    aks_service_name: str = "mlops-aks"
+    aks_compute_name: str = "aks"
+    datastore_name: Optional[str] = None
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "AzureScoringSettings":
+        """Read ACI_DEPLOYMENT_NAME, AKS_DEPLOYMENT_NAME, AKS_COMPUTE_NAME, DATASTORE_NAME."""
+        env = os.environ if env is None else env
+        return cls(aci_service_name=_text(env, "ACI_DEPLOYMENT_NAME", cls.aci_service_name),
+                   aks_service_name=_text(env, "AKS_DEPLOYMENT_NAME", cls.aks_service_name),
+                   aks_compute_name=_text(env, "AKS_COMPUTE_NAME", cls.aks_compute_name),
+                   datastore_name=_text(env, "DATASTORE_NAME"))
