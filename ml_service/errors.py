@@ -31,3 +31,7 @@ class StepFailedError(MLOpsError):
 
 class DeploymentError(MLOpsError):
     """A deployment could not be started, reached or stopped."""
+
+
+class PipelineNotFoundError(MLOpsError):
+    """No published pipeline (or more than one) matches a name and version."""

@@ -49,8 +49,10 @@ def resolve_dataset(backend: Backend, name: str, version: str,
                     data_file_path: str) -> DatasetVersion:
     """Return the dataset to train on, registering ``data_file_path`` first if given."""
     if data_file_path and data_file_path.lower() != NONE:
-        # Check the file before it becomes a dataset version.
-        validate_data(read_csv(Path(data_file_path)))
+        if Path(data_file_path).is_file():
+            # Check a local file before it becomes a dataset version (on Azure ML the
+            # path is on the datastore: the data is checked once loaded).
+            validate_data(read_csv(Path(data_file_path)))
         return backend.register_dataset(name, Path(data_file_path),
                                         description="registered by the train step")
     dataset = backend.find_dataset(name, version)

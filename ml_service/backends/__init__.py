@@ -8,13 +8,14 @@ from ml_service.backends.base import Backend
 from ml_service.errors import ConfigurationError
 from ml_service.util.env_variables import BackendSettings, ScoringSettings, TrainingSettings
 
-SUPPORTED = ("local",)
+SUPPORTED = ("local", "azureml")
 
 
 def get_backend(backend: Optional[BackendSettings] = None,
                 training: Optional[TrainingSettings] = None,
                 scoring: Optional[ScoringSettings] = None) -> Backend:
-    """Return the backend named by MLOPS_BACKEND (default: local)."""
+    """Return the backend named by MLOPS_BACKEND: local by default, azureml inside an
+    Azure ML run."""
     backend = backend or BackendSettings.from_env()
     training = training or TrainingSettings.from_env()
     scoring = scoring or ScoringSettings.from_env()
@@ -22,6 +23,10 @@ def get_backend(backend: Optional[BackendSettings] = None,
         from ml_service.backends.local import LocalBackend
 
         return LocalBackend(backend.root, training.experiment_name, scoring.port)
+    if backend.kind == "azureml":
+        from ml_service.backends.azureml import AzureMLBackend
+
+        return AzureMLBackend(training)
     raise ConfigurationError(
         f"MLOPS_BACKEND={backend.kind!r} is not a backend here; supported: "
         f"{', '.join(SUPPORTED)}")

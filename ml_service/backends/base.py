@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import pandas as pd
 
+from ml_service.pipelines.definition import PipelineDefinition
+
 LATEST = "latest"
 
 
@@ -35,13 +37,41 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class Deployment:
-    """A running scoring service."""
+    """A running scoring service; ``key`` is set when it requires one."""
 
     name: str
     scoring_uri: str
     model_name: str
     model_version: int
-    key: Optional[str] = None
+    key: Optional[str] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What a scoring service runs: the scoring script, and on Azure ML the inference
+    configuration and the deployment configuration (ACI or AKS) files."""
+
+    entry_script: Path
+    inference_config: Optional[Path] = None
+    deployment_config: Optional[Path] = None
+
+
+@dataclass(frozen=True)
+class PublishedPipeline:
+    """A pipeline published under a name and a version (the CI build id)."""
+
+    id: str
+    name: str
+    version: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """A submitted pipeline run and its status (when known)."""
+
+    id: str
+    status: str
 
 
 class StepRun(ABC):
@@ -114,6 +144,10 @@ class Backend(ABC):
         """Return the version of the model that is in production, or None."""
 
     @abstractmethod
+    def get_model(self, name: str, version: int) -> ModelVersion:
+        """Return one registered version of a model, or raise ModelNotFoundError."""
+
+    @abstractmethod
     def list_models(self, name: str, run_id: Optional[str] = None) -> List[ModelVersion]:
         """Return the registered versions of a model, oldest first, optionally for one run."""
 
@@ -131,10 +165,31 @@ class Backend(ABC):
     def download_model(self, model: ModelVersion, target_dir: Path) -> Path:
         """Copy a registered model's files into a folder; return the model file's path."""
 
+    # published pipelines
+    @abstractmethod
+    def publish_pipeline(self, definition: PipelineDefinition, version: str,
+                         description: str = "") -> PublishedPipeline:
+        """Publish a pipeline definition under its name and a version (the build id)."""
+
+    @abstractmethod
+    def list_published_pipelines(self, name: str,
+                                 version: Optional[str] = None) -> List[PublishedPipeline]:
+        """Return the published pipelines of that name (and version)."""
+
+    @abstractmethod
+    def submit_pipeline(self, published: PublishedPipeline, parameters: Mapping[str, str],
+                        tags: Mapping[str, str], wait: bool = False) -> PipelineRun:
+        """Start a run of a published pipeline; with ``wait``, return when it has ended."""
+
     # deployments
     @abstractmethod
-    def deploy_model(self, model: ModelVersion, service_name: str) -> Deployment:
+    def deploy_model(self, model: ModelVersion, service_name: str,
+                     spec: ServiceSpec) -> Deployment:
         """Deploy a model version as a scoring service, replacing one of the same name."""
+
+    @abstractmethod
+    def get_deployment(self, service_name: str) -> Optional[Deployment]:
+        """Return a running scoring service (with its key when it needs one), or None."""
 
     @abstractmethod
     def delete_deployment(self, service_name: str) -> bool:

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +26,11 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deployment,
-                                      ModelVersion, StepRun)
+                                      ModelVersion, PipelineRun, PublishedPipeline,
+                                      ServiceSpec, StepRun)
 from ml_service.backends import local_server
+from ml_service.pipelines.definition import (PipelineDefinition, definition_from_dict,
+                                             definition_to_dict)
 from ml_service.errors import (ConfigurationError, DatasetNotFoundError,
                                ModelAlreadyRegisteredError, ModelNotFoundError,
                                RunNotFoundError)
@@ -343,25 +347,90 @@ class LocalBackend(Backend):
         target_dir.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy2(files[0], target_dir / files[0].name))
 
+    # -- published pipelines ---------------------------------------------
+    def _published_dir(self, name: str) -> Path:
+        return self.root / "published_pipelines" / check_name("pipeline", name)
+
+    def publish_pipeline(self, definition: PipelineDefinition, version: str,
+                         description: str = "") -> PublishedPipeline:
+        """Store the definition under its name and version; republishing replaces it."""
+        problems = definition.validate()
+        if problems:
+            raise ConfigurationError(f"pipeline {definition.name!r} is not valid: "
+                                     + "; ".join(problems))
+        version = check_name("pipeline version", str(version))
+        folder = self._published_dir(definition.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        existing = self.list_published_pipelines(definition.name, version)
+        published = PublishedPipeline(existing[0].id if existing else uuid.uuid4().hex,
+                                      definition.name, version, description)
+        record = {"id": published.id, "name": published.name, "version": version,
+                  "description": description,
+                  "published": datetime.now(timezone.utc).isoformat(),
+                  "definition": definition_to_dict(definition)}
+        tmp = folder / f".{version}.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(folder / f"{version}.json")
+        LOGGER.info("Published pipeline %s version %s (id %s)", published.name, version,
+                    published.id)
+        return published
+
+    def _published_records(self, name: str) -> List[Dict[str, Any]]:
+        folder = self._published_dir(name)
+        if not folder.is_dir():
+            return []
+        return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+    def list_published_pipelines(self, name: str,
+                                 version: Optional[str] = None) -> List[PublishedPipeline]:
+        return [PublishedPipeline(r["id"], r["name"], r["version"], r.get("description", ""))
+                for r in self._published_records(name)
+                if version is None or r["version"] == str(version)]
+
+    def get_published_definition(self, published: PublishedPipeline) -> PipelineDefinition:
+        """The definition stored for a published pipeline."""
+        for record in self._published_records(published.name):
+            if record["id"] == published.id:
+                return definition_from_dict(record["definition"])
+        raise ConfigurationError(f"no published pipeline with id {published.id}")
+
+    def submit_pipeline(self, published: PublishedPipeline, parameters: Mapping[str, str],
+                        tags: Mapping[str, str], wait: bool = False) -> PipelineRun:
+        """Run the published pipeline with the local executor (always to the end)."""
+        # Imported here: the executor itself builds on this backend.
+        from ml_service.pipelines.local_executor import execute
+
+        definition = self.get_published_definition(published)
+        result = execute(definition, self, parameters,
+                         {**tags, "published_pipeline_id": published.id})
+        return PipelineRun(result.run_id, result.status)
+
     # -- deployments -------------------------------------------------------
+    def _service_dir(self, service_name: str) -> Path:
+        return self.root / "deployments" / check_name("service", service_name)
+
     def deploy_model(self, model: ModelVersion, service_name: str,
-                     entry_script: Optional[Path] = None) -> Deployment:
-        if entry_script is None:
-            raise ConfigurationError("a local deployment needs the scoring entry script")
-        service_dir = self.root / "deployments" / check_name("service", service_name)
+                     spec: ServiceSpec) -> Deployment:
+        service_dir = self._service_dir(service_name)
         self.delete_deployment(service_name)
         shutil.rmtree(service_dir, ignore_errors=True)
         # The Azure ML container layout: <model dir>/<name>/<version>/<file>.
         self.download_model(model, service_dir / "model" / model.name / str(model.version))
-        record = local_server.start_server(entry_script, service_dir, self.scoring_port)
+        record = local_server.start_server(spec.entry_script, service_dir, self.scoring_port)
         record.update({"name": service_name, "model_name": model.name,
                        "model_version": model.version})
         local_server.write_record(service_dir, record)
         return Deployment(service_name, record["scoring_uri"], model.name, model.version)
 
+    def get_deployment(self, service_name: str) -> Optional[Deployment]:
+        record = local_server.read_record(self._service_dir(service_name))
+        if record is None or not local_server.is_running(record):
+            return None
+        return Deployment(service_name, record["scoring_uri"], record["model_name"],
+                          int(record["model_version"]))
+
     def delete_deployment(self, service_name: str) -> bool:
-        service_dir = self.root / "deployments" / check_name("service", service_name)
-        return local_server.stop_server(service_dir)
+        return local_server.stop_server(self._service_dir(service_name))
 
 
 def read_csv(path: Path) -> pd.DataFrame:

@@ -106,6 +106,11 @@ def read_record(service_dir: Path) -> Optional[Dict[str, Any]]:
         raise DeploymentError(f"{path} is corrupt ({err}); delete {service_dir}") from err
 
 
+def is_running(record: Dict[str, Any]) -> bool:
+    """True while the recorded server process is alive."""
+    return _is_our_server(int(record.get("pid", 0)))
+
+
 def stop_server(service_dir: Path) -> bool:
     """Stop the service recorded in a folder; return False if none was recorded."""
     record = read_record(service_dir)
@@ -121,6 +126,8 @@ def stop_server(service_dir: Path) -> bool:
 
 def _is_our_server(pid: int) -> bool:
     """True if the process exists and (where /proc tells) is azmlinfsrv, not a reused pid."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -5,7 +5,7 @@ the same object into PythonScriptSteps joined by PipelineData.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ml_service.errors import ConfigurationError
 
@@ -95,3 +95,46 @@ class PipelineDefinition:
         if len(set(names)) != len(names):
             problems.append("step names are not unique")
         return problems
+
+
+def definition_to_dict(definition: PipelineDefinition) -> Dict[str, Any]:
+    """A JSON-ready form of a definition (how the local backend publishes it)."""
+    def argument(arg: Argument) -> Any:
+        if isinstance(arg, ParameterRef):
+            return {"parameter": arg.name}
+        if isinstance(arg, DataRef):
+            return {"data": arg.name}
+        return arg
+
+    return {
+        "name": definition.name,
+        "source_directory": str(definition.source_directory),
+        "parameters": [{"name": p.name, "default": p.default} for p in definition.parameters],
+        "data": list(definition.data),
+        "steps": [{"name": s.name, "script": s.script,
+                   "arguments": [argument(a) for a in s.arguments],
+                   "inputs": list(s.inputs), "outputs": list(s.outputs),
+                   "allow_reuse": s.allow_reuse} for s in definition.steps],
+    }
+
+
+def definition_from_dict(raw: Mapping[str, Any]) -> PipelineDefinition:
+    """Rebuild a definition from definition_to_dict's form."""
+    def argument(arg: Any) -> Argument:
+        if isinstance(arg, dict):
+            return ParameterRef(arg["parameter"]) if "parameter" in arg else DataRef(arg["data"])
+        return str(arg)
+
+    try:
+        return PipelineDefinition(
+            name=raw["name"],
+            source_directory=Path(raw["source_directory"]),
+            parameters=tuple(PipelineParameter(p["name"], p["default"])
+                             for p in raw["parameters"]),
+            data=tuple(raw["data"]),
+            steps=tuple(Step(s["name"], s["script"], tuple(argument(a) for a in s["arguments"]),
+                             tuple(s["inputs"]), tuple(s["outputs"]), bool(s["allow_reuse"]))
+                        for s in raw["steps"]),
+        )
+    except (KeyError, TypeError) as err:
+        raise ConfigurationError(f"not a pipeline definition: missing or bad {err}") from err

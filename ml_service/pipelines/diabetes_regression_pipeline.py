@@ -1,4 +1,7 @@
 """The training pipeline of the example model, declared once for every executor."""
+from typing import Optional
+
+from ml_service.backends.base import ServiceSpec
 from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines.definition import (DataRef, ParameterRef, PipelineDefinition,
                                              PipelineParameter, Step)
@@ -8,6 +11,9 @@ TRAIN_SCRIPT = "diabetes_regression/training/train_aml.py"
 EVALUATE_SCRIPT = "diabetes_regression/evaluate/evaluate_model.py"
 REGISTER_SCRIPT = "diabetes_regression/register/register_model.py"
 SCORE_SCRIPT = "diabetes_regression/scoring/score.py"
+INFERENCE_CONFIG = "diabetes_regression/scoring/inference_config.yml"
+DEPLOYMENT_CONFIGS = {"ACI": "diabetes_regression/scoring/deployment_config_aci.yml",
+                      "AKS": "diabetes_regression/scoring/deployment_config_aks.yml"}
 MODEL_DATA = "pipeline_data"
 
 
@@ -49,3 +55,11 @@ def build_training_pipeline(settings: TrainingSettings) -> PipelineDefinition:
         data=(MODEL_DATA,),
         steps=steps,
     )
+
+
+def scoring_service_spec(target: Optional[str] = None) -> ServiceSpec:
+    """The scoring service of the model: local, or on Azure ML with ``target`` ACI or AKS."""
+    deployment_config = PROJECT_ROOT / DEPLOYMENT_CONFIGS[target] if target else None
+    return ServiceSpec(entry_script=PROJECT_ROOT / SCORE_SCRIPT,
+                       inference_config=PROJECT_ROOT / INFERENCE_CONFIG,
+                       deployment_config=deployment_config)

@@ -11,11 +11,10 @@ import logging
 import sys
 from typing import Optional
 
-from ml_service.backends.base import Deployment
+from ml_service.backends.base import Backend, Deployment, ServiceSpec
 from ml_service.backends.local import LocalBackend, check_name
 from ml_service.errors import ModelNotFoundError
-from ml_service.paths import PROJECT_ROOT
-from ml_service.pipelines.diabetes_regression_pipeline import SCORE_SCRIPT
+from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import (BackendSettings, ScoringSettings, TrainingSettings,
                                            load_dotenv_file, parse_port)
@@ -35,9 +34,10 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def deploy_production_model(backend: LocalBackend, model_name: str, service: str,
-                            version: Optional[int] = None) -> Deployment:
-    """Deploy the production (or a given) version of a model as a local service."""
+def deploy_production_model(backend: Backend, model_name: str, service: str,
+                            version: Optional[int] = None,
+                            spec: Optional[ServiceSpec] = None) -> Deployment:
+    """Deploy the production (or a given) version of a model (default: as a local service)."""
     if version is not None:
         model = backend.get_model(model_name, version)
     else:
@@ -46,7 +46,7 @@ def deploy_production_model(backend: LocalBackend, model_name: str, service: str
             raise ModelNotFoundError(f"model {model_name!r} has no production version; "
                                      "run the training pipeline first (make run)")
     LOGGER.info("Deploying %s version %d as %r", model.name, model.version, service)
-    deployment = backend.deploy_model(model, service, entry_script=PROJECT_ROOT / SCORE_SCRIPT)
+    deployment = backend.deploy_model(model, service, spec or scoring_service_spec())
     LOGGER.info("Service %r is up at %s", service, deployment.scoring_uri)
     return deployment
 

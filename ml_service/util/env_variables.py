@@ -51,10 +51,12 @@ class BackendSettings:
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "BackendSettings":
-        """Read MLOPS_BACKEND and MLOPS_ROOT."""
+        """Read MLOPS_BACKEND (default: azureml inside an Azure ML run, else local) and
+        MLOPS_ROOT."""
         env = os.environ if env is None else env
         root = Path(env.get("MLOPS_ROOT") or cls.root)
-        return cls(kind=(env.get("MLOPS_BACKEND") or cls.kind).strip().lower(),
+        default = "azureml" if env.get("AZUREML_RUN_ID") else cls.kind
+        return cls(kind=(env.get("MLOPS_BACKEND") or default).strip().lower(),
                    root=root.resolve())
 
 

@@ -2,6 +2,10 @@
 
     python -m ml_service.util.smoke_test_scoring_service --type Local \\
         --service http://127.0.0.1:5001/score
+    python -m ml_service.util.smoke_test_scoring_service --type AKS --service mlops-aks
+
+For ACI and AKS the backend gives the URL and, when auth is on, the key (sent
+as a Bearer token); Local and Webapp take the URL.
 
 Connection errors, time-outs and 502/503/504 answers are retried with back-off
 until the total time runs out.
@@ -12,7 +16,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 import requests
@@ -20,9 +24,10 @@ import requests
 from diabetes_regression.parameters import load_parameters
 from ml_service.errors import ConfigurationError, MLOpsError
 from ml_service.util.cli import run_cli
+from ml_service.util.env_variables import load_dotenv_file
 
 LOGGER = logging.getLogger(__name__)
-SERVICE_TYPES = ("Local",)
+SERVICE_TYPES = ("Local", "ACI", "AKS", "Webapp")
 RETRY_STATUSES = {502, 503, 504}
 
 
@@ -84,9 +89,11 @@ def post_with_retries(url: str, payload: Mapping[str, Any], total_s: float,
         delay = min(delay * 2, 5.0)
 
 
-def smoke_test(url: str, sample: Mapping[str, Any], total_s: float = 60.0) -> List[float]:
-    """Post the sample and check the predictions; return them."""
-    response = post_with_retries(url, sample, total_s)
+def smoke_test(url: str, sample: Mapping[str, Any], total_s: float = 60.0,
+               key: Optional[str] = None) -> List[float]:
+    """Post the sample (with the service key as a Bearer token, if any); check the answer."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = post_with_retries(url, sample, total_s, headers=headers)
     try:
         body = response.json()
     except ValueError:
@@ -99,18 +106,32 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--type", required=True, choices=SERVICE_TYPES,
                         help="where the service runs")
-    parser.add_argument("--service", required=True, help="the scoring URL (Local)")
+    parser.add_argument("--service", required=True,
+                        help="the scoring URL (Local, Webapp) or the service name (ACI, AKS)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="total seconds to keep retrying (default 60)")
     parser.add_argument("--parameters", type=Path, help="parameters.json with the sample")
     return parser.parse_args(argv)
 
 
+def resolve_service(service_type: str, service: str) -> Tuple[str, Optional[str]]:
+    """The scoring URL and key: given for Local and Webapp, asked of the backend for ACI/AKS."""
+    if service_type in ("Local", "Webapp"):
+        return scoring_url(service), None
+    load_dotenv_file()
+    from ml_service.backends import get_backend
+
+    deployment = get_backend().get_deployment(service)
+    if deployment is None:
+        raise SmokeTestError(f"there is no {service_type} service named {service!r}")
+    return deployment.scoring_uri, deployment.key
+
+
 def run_smoke_test(args: argparse.Namespace) -> int:
     """Smoke-test the service named on the command line."""
     sample = load_parameters(args.parameters).scoring.sample
-    url = scoring_url(args.service)
-    predictions = smoke_test(url, sample, args.timeout)
+    url, key = resolve_service(args.type, args.service)
+    predictions = smoke_test(url, sample, args.timeout, key)
     LOGGER.info("Smoke test passed: %s answered %s", url, predictions)
     return 0
 

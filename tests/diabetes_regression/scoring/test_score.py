@@ -11,8 +11,7 @@ from diabetes_regression.parameters import load_parameters
 from diabetes_regression.scoring import score
 from diabetes_regression.training.train import load_sample_data, split_data, train_model
 from ml_service.backends.local import LocalBackend
-from ml_service.paths import PROJECT_ROOT
-from ml_service.pipelines.diabetes_regression_pipeline import SCORE_SCRIPT
+from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
 from ml_service.util.smoke_test_scoring_service import smoke_test
 
 SAMPLE = load_parameters().scoring.sample
@@ -62,7 +61,7 @@ def service(tmp_path_factory):
     version = backend.register_model("diabetes_regression_model.pkl", model_path, run_id, {})
     backend.set_production_model(version.name, version.version)
     deployment = backend.deploy_model(backend.get_production_model(version.name), "test-svc",
-                                      entry_script=PROJECT_ROOT / SCORE_SCRIPT)
+                                      scoring_service_spec())
     yield deployment, model
     assert backend.delete_deployment("test-svc") is True
     with pytest.raises(requests.ConnectionError):

@@ -132,11 +132,10 @@ def test_a_missing_file_or_unknown_version_is_refused(backend, tmp_path, model_f
 def test_a_model_the_scoring_script_cannot_load_fails_the_deploy_with_the_log(backend,
                                                                               model_file):
     from ml_service.errors import DeploymentError
-    from ml_service.paths import PROJECT_ROOT
-    from ml_service.pipelines.diabetes_regression_pipeline import SCORE_SCRIPT
+    from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
 
     run = backend.start_pipeline_run("p", {})
     model = backend.register_model(MODEL, model_file, run, {})
     with pytest.raises(DeploymentError, match="exited with code 3 while starting; its log"):
-        backend.deploy_model(model, "broken", entry_script=PROJECT_ROOT / SCORE_SCRIPT)
+        backend.deploy_model(model, "broken", scoring_service_spec())
     assert backend.delete_deployment("broken") is False

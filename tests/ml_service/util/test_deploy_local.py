@@ -1,4 +1,8 @@
+import json
+
 import pytest
+
+from diabetes_regression.parameters import DEFAULT_PATH
 
 from ml_service.backends.local_server import read_record
 from ml_service.util import deploy_local
@@ -40,3 +44,27 @@ def test_deploy_prints_the_url_records_the_pid_and_stop_ends_it(backend, csv_fil
     assert url == record["scoring_uri"] and record["pid"] > 0 and record["model_version"] == 1
     assert deploy_local.main(["stop"]) == 0
     assert read_record(service_dir) is None
+
+
+@pytest.mark.integration
+def test_the_aci_deploy_and_smoke_test_commands_run_on_the_local_backend(backend, csv_file,
+                                                                         capsys, monkeypatch):
+    from ml_service.pipelines import local_executor
+    from ml_service.util import deploy_scoring_service, smoke_test_scoring_service
+
+    monkeypatch.setenv("RUN_EVALUATION", "false")
+    backend.register_dataset("diabetes_ds", csv_file)
+    assert local_executor.main([]) == 0
+    capsys.readouterr()
+    assert deploy_scoring_service.main(["--type", "ACI", "--service", "ci-aci"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert backend.get_deployment("ci-aci").scoring_uri == url
+    # csv_file's model takes 4 features: a sample of that shape.
+    parameters = backend.root.parent / "parameters.json"
+    document = json.loads(DEFAULT_PATH.read_text())
+    document["scoring"]["sample"] = {"data": [[0.1, 0.2, 0.3, 0.4]]}
+    parameters.write_text(json.dumps(document))
+    assert smoke_test_scoring_service.main(["--type", "ACI", "--service", "ci-aci",
+                                            "--parameters", str(parameters)]) == 0
+    assert deploy_local.main(["stop", "--service", "ci-aci"]) == 0
+    assert backend.get_deployment("ci-aci") is None

@@ -82,3 +82,40 @@ def test_main_fails_with_exit_code_1_when_nothing_answers(caplog):
     url = f"http://127.0.0.1:{free_port()}/score"
     assert smoke.main(["--type", "Local", "--service", url, "--timeout", "0.3"]) == 1
     assert "SmokeTestError" in caplog.text
+
+
+def test_the_key_goes_as_a_bearer_token():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen["auth"] = self.headers.get("Authorization")
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"result": [1.0, 2.0]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/score"
+        assert smoke.smoke_test(url, SAMPLE, total_s=5, key="k3y") == [1.0, 2.0]
+    finally:
+        server.shutdown()
+    assert seen["auth"] == "Bearer k3y"
+
+
+def test_an_aci_service_that_does_not_exist_is_named(backend, caplog):
+    assert smoke.main(["--type", "ACI", "--service", "nope"]) == 1
+    assert "there is no ACI service named 'nope'" in caplog.text
