@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated local store per test, and no network."""
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -17,6 +18,13 @@ ISOLATED_VARIABLES = (
     "BUILD_BUILDID", "BUILD_BUILDURI", "LOCAL_DEPLOYMENT_NAME", "LOCAL_SCORING_PORT",
 )
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def pytest_configure(config):
+    """Before any test module imports azureml (see AZUREML_OFFLINE.md): a known cloud, so
+    Workspace() does not fetch cloud metadata, and no dataset telemetry posting out."""
+    os.environ.setdefault("AZUREML_CURRENT_CLOUD", "AzureCloud")
+    os.environ.setdefault("HBI_WORKSPACE_JOB", "true")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,166 @@
+"""The Azure ML translation builds the real SDK v1 Pipeline graph, offline (AZUREML_OFFLINE.md)."""
+import json
+from dataclasses import replace
+from unittest.mock import MagicMock
+
+import pytest
+from azureml.core import Environment, Workspace
+from azureml.core.authentication import AbstractAuthentication
+from azureml.data.azure_storage_datastore import AzureBlobDatastore
+from azureml.pipeline.core.graph import ModuleDef
+
+from ml_service.paths import PROJECT_ROOT
+from ml_service.pipelines.azureml_pipeline import build_run_configuration, translate_pipeline
+from ml_service.pipelines.definition import DataRef, ParameterRef
+from ml_service.pipelines.diabetes_regression_pipeline import (EVALUATE_SCRIPT, MODEL_DATA,
+                                                               REGISTER_SCRIPT, TRAIN_SCRIPT,
+                                                               build_training_pipeline)
+from ml_service.util.env_variables import EnvironmentSettings, TrainingSettings
+
+COMPUTE = ("cpu-cluster", "AmlCompute")
+DATASTORE = "pipelineblob"
+WITH_EVALUATION = TrainingSettings()
+WITHOUT_EVALUATION = TrainingSettings(run_evaluation=False)
+
+
+class OfflineAuthentication(AbstractAuthentication):
+    """Credentials that are never used: nothing here talks to the service."""
+
+
+@pytest.fixture(scope="module")
+def environment() -> Environment:
+    settings = EnvironmentSettings()
+    return Environment.from_conda_specification(settings.name,
+                                                str(PROJECT_ROOT / settings.conda_file))
+
+
+@pytest.fixture
+def workspace() -> Workspace:
+    ws = Workspace("00000000-0000-0000-0000-000000000000", "rg", "ws",
+                   auth=OfflineAuthentication(), _disable_service_check=True)
+    ws._service_context = MagicMock()
+    return ws
+
+
+@pytest.fixture
+def build(workspace, environment):
+    """Translate the training pipeline built from some settings; returns the real Pipeline."""
+    def translate(settings=WITH_EVALUATION, definition=None):
+        definition = definition or build_training_pipeline(settings)
+        datastore = AzureBlobDatastore(workspace, DATASTORE, "container", "account")
+        return translate_pipeline(workspace, definition, COMPUTE,
+                                  build_run_configuration(environment),
+                                  default_datastore=datastore, workflow_provider=MagicMock())
+    return translate
+
+
+def node_names(pipeline):
+    return [node.name for node in pipeline.graph.module_nodes]
+
+
+def edges(pipeline, run_after):
+    """(source node, source port, destination node, destination port) of data or run-after
+    edges; the SDK makes run_after an edge between its own sequencing ports."""
+    found = [(e.source_port.node.name, e.source_port.name, e.dest_port.node.name,
+              e.dest_port.name) for e in pipeline.graph.edges]
+    return [edge for edge in found if (edge[1] == ModuleDef.fake_output_name) == run_after]
+
+
+@pytest.mark.parametrize("settings, steps, scripts", [
+    (WITH_EVALUATION, ["Train Model", "Evaluate Model", "Register Model"],
+     [TRAIN_SCRIPT, EVALUATE_SCRIPT, REGISTER_SCRIPT]),
+    (WITHOUT_EVALUATION, ["Train Model", "Register Model"], [TRAIN_SCRIPT, REGISTER_SCRIPT]),
+])
+def test_one_script_node_per_step_in_run_order_on_the_compute(build, settings, steps, scripts):
+    pipeline = build(settings)
+    assert node_names(pipeline) == steps == build_training_pipeline(settings).step_names()
+    nodes = list(pipeline.graph.module_nodes)
+    assert [node.get_param("Script").value for node in nodes] == scripts
+    assert {node.get_param("Target").value for node in nodes} == {"cpu-cluster"}
+    assert {node.get_param("MLCComputeType").value for node in nodes} == {"AmlCompute"}
+    assert pipeline.validate() == []
+
+
+@pytest.mark.parametrize("settings, order", [
+    (WITH_EVALUATION, [("Train Model", "Evaluate Model"), ("Evaluate Model", "Register Model")]),
+    (WITHOUT_EVALUATION, [("Train Model", "Register Model")]),
+])
+def test_model_data_flows_from_train_to_register_and_steps_run_in_order(build, settings, order):
+    pipeline = build(settings)
+    assert edges(pipeline, run_after=False) == [
+        ("Train Model", MODEL_DATA, "Register Model", MODEL_DATA)]
+    assert [(source, dest) for source, _, dest, _ in edges(pipeline, run_after=True)] == order
+
+
+def test_model_data_is_written_to_the_default_datastore(build):
+    train = next(iter(build().graph.module_nodes))
+    assert train.get_output(MODEL_DATA).datastore_name == DATASTORE
+
+
+@pytest.mark.parametrize("settings", [WITH_EVALUATION, WITHOUT_EVALUATION])
+def test_pipeline_parameters_have_the_definition_defaults(build, settings):
+    params = build(settings).graph.params
+    assert {name: param.default_value for name, param in params.items()} == {
+        "model_name": "diabetes_regression_model.pkl", "dataset_version": "latest",
+        "data_file_path": "none", "caller_run_id": "none"}
+
+
+def test_model_name_default_follows_the_settings(build):
+    params = build(TrainingSettings(model_name="other.pkl")).graph.params
+    assert params["model_name"].default_value == "other.pkl"
+
+
+def test_arguments_refer_to_pipeline_parameters_and_data(build):
+    definition = build_training_pipeline(WITH_EVALUATION)
+
+    def annotated(step):
+        """How the SDK writes each argument: text, parameter:NAME, input:NAME, output:NAME."""
+        for arg in step.arguments:
+            if isinstance(arg, ParameterRef):
+                yield f"parameter:{arg.name}"
+            elif isinstance(arg, DataRef):
+                yield f"{'output' if arg.name in step.outputs else 'input'}:{arg.name}"
+            else:
+                yield arg
+
+    nodes = list(build(definition=definition).graph.module_nodes)
+    # The structured argument list has no public accessor; the module definition holds it.
+    assert [[str(arg) for arg in node.module_def._arguments] for node in nodes] == [
+        list(annotated(step)) for step in definition.steps]
+    assert [str(arg) for arg in nodes[-1].module_def._arguments] == [
+        "--model_name", "parameter:model_name", "--step_input", f"input:{MODEL_DATA}"]
+
+
+def test_only_the_train_step_may_be_reused(build):
+    nodes = build().graph.module_nodes
+    assert [node.module_def.allow_reuse for node in nodes] == [True, False, False]
+
+
+def test_every_step_runs_in_the_environment(build, environment):
+    run_config = build_run_configuration(environment)
+    assert run_config.environment is environment
+    nodes = build().graph.module_nodes
+    # The node keeps the serialised run configuration it will submit.
+    assert {json.loads(node._runconfig)["environment"]["name"] for node in nodes} == {
+        environment.name}
+
+
+def test_a_missing_script_fails_while_the_graph_is_built(build):
+    definition = build_training_pipeline(WITH_EVALUATION)
+    broken = replace(definition.steps[1], script="diabetes_regression/evaluate/missing.py")
+    definition = replace(definition, steps=(definition.steps[0], broken, definition.steps[2]))
+    with pytest.raises(ValueError, match="missing.py"):
+        build(definition=definition)
+
+
+@pytest.mark.parametrize("reference, message", [
+    (ParameterRef("no_such_parameter"), "unknown pipeline parameter 'no_such_parameter'"),
+    (DataRef("no_such_data"), "undeclared data edge 'no_such_data'"),
+])
+def test_an_unknown_reference_names_the_step(build, reference, message):
+    definition = build_training_pipeline(WITH_EVALUATION)
+    train = definition.steps[0]
+    broken = replace(train, arguments=train.arguments + ("--extra", reference))
+    definition = replace(definition, steps=(broken,) + definition.steps[1:])
+    with pytest.raises(ValueError, match=f"step 'Train Model': {message}"):
+        build(definition=definition)
