@@ -2,7 +2,8 @@
 
 Runs the same way in a local pipeline, on Azure ML, or by hand::
 
-    python diabetes_regression/training/train_aml.py --step_output out/ --dataset_name diabetes_ds
+    python diabetes_regression/training/train_aml.py --step_output out/ \\
+        --dataset_name diabetes_ds
 """
 import argparse
 import logging
