@@ -8,6 +8,7 @@ stands in for the artifact tasks by copying folders. Only ``AzureCLI@2`` tasks r
 the steps that call the project's scripts against a platform; plain ``script`` steps
 (installing, linting, testing) are the build agent's own business and are skipped.
 """
+import os
 import re
 import shutil
 import subprocess
@@ -117,7 +118,9 @@ class Agent:
 
     def run_script(self, label: str, step_name: Optional[str], script: str) -> None:
         """Run a script with bash in the repository root; keep the variables it sets."""
-        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **self.environment()}
+        # The agent's own environment (coverage's variables included), then the pipeline's.
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+               **self.environment()}
         done = subprocess.run(["bash", "-c", script], cwd=self.root, env=env,
                               capture_output=True, text=True)
         if done.returncode != 0:
