@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint benchmark deploy stop clean
+.PHONY: help run test lint benchmark batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ lint: $(STAMP) ## Lint with flake8 (blocks the build)
 
 benchmark: $(STAMP) ## Time the local loop and each step against a one-process baseline
 	$(BIN)/python -m benchmarks.benchmark_local_loop
+
+batchscore: $(STAMP) ## Score a CSV with the production model on all cores (INPUT=file.csv OUTPUT=scored.csv)
+	$(BIN)/python -m ml_service.pipelines.run_parallel_batchscore_pipeline $(if $(INPUT),--input $(INPUT)) $(if $(OUTPUT),--output $(OUTPUT))
+
+benchmark-batchscore: $(STAMP) ## Time the local batch scorer on 1M rows against a one-process baseline
+	$(BIN)/python -m benchmarks.benchmark_batchscore
 
 clean: ## Remove the local store (.mlops/); keeps the environment
 	rm -rf .mlops

@@ -4,6 +4,7 @@ Names follow MLOpsPython's variables so the Azure DevOps variables template and
 ``.env`` files carry over. Nothing here reads the environment at import.
 """
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Mapping, Optional
@@ -133,7 +134,8 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _integer(env: Mapping[str, str], name: str, default: Optional[int],
+             minimum: int = 0) -> Optional[int]:
     value = _text(env, name)
     if value is None:
         return default
@@ -246,3 +248,50 @@ class AzureScoringSettings:
                    aks_service_name=_text(env, "AKS_DEPLOYMENT_NAME", cls.aks_service_name),
                    aks_compute_name=_text(env, "AKS_COMPUTE_NAME", cls.aks_compute_name),
                    datastore_name=_text(env, "DATASTORE_NAME"))
+
+
+MINI_BATCH_SIZE = re.compile(r"^\d+([kKmMgG][bB])?$")
+
+
+@dataclass(frozen=True)
+class BatchScoringSettings:
+    """Where the batch scoring pipeline reads and writes, and how it splits the work."""
+
+    pipeline_name: str = "diabetes-Batch-Scoring-Pipeline"
+    input_path: str = "diabetes_scoring/input/diabetes_scoring_input.csv"
+    output_path: str = "diabetes_scoring/output"
+    output_file_name: str = "diabetes_scoring_output.csv"
+    node_count: int = 1
+    process_count_per_node: Optional[int] = None
+    mini_batch_size: str = "1MB"
+    error_threshold: int = 0
+    run_invocation_timeout: int = 60
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "BatchScoringSettings":
+        """Read SCORING_PIPELINE_NAME, SCORING_DATASTORE_INPUT_PATH,
+        SCORING_DATASTORE_OUTPUT_PATH, SCORING_OUTPUT_FILE_NAME, BATCHSCORE_NODE_COUNT,
+        BATCHSCORE_PROCESS_COUNT_PER_NODE, BATCHSCORE_MINI_BATCH_SIZE,
+        BATCHSCORE_ERROR_THRESHOLD and BATCHSCORE_RUN_INVOCATION_TIMEOUT."""
+        env = os.environ if env is None else env
+
+        def text(name: str, default: str) -> str:
+            return env.get(name, "").strip() or default
+
+        mini_batch_size = text("BATCHSCORE_MINI_BATCH_SIZE", cls.mini_batch_size)
+        if not MINI_BATCH_SIZE.match(mini_batch_size):
+            raise ConfigurationError(f"BATCHSCORE_MINI_BATCH_SIZE={mini_batch_size!r}: use a "
+                                     "size such as 1MB, 512KB or 1048576 (bytes)")
+        return cls(
+            pipeline_name=text("SCORING_PIPELINE_NAME", cls.pipeline_name),
+            input_path=text("SCORING_DATASTORE_INPUT_PATH", cls.input_path),
+            output_path=text("SCORING_DATASTORE_OUTPUT_PATH", cls.output_path),
+            output_file_name=text("SCORING_OUTPUT_FILE_NAME", cls.output_file_name),
+            node_count=_integer(env, "BATCHSCORE_NODE_COUNT", cls.node_count, 1),
+            process_count_per_node=_integer(env, "BATCHSCORE_PROCESS_COUNT_PER_NODE",
+                                            cls.process_count_per_node, 1),
+            mini_batch_size=mini_batch_size,
+            error_threshold=_integer(env, "BATCHSCORE_ERROR_THRESHOLD", cls.error_threshold, -1),
+            run_invocation_timeout=_integer(env, "BATCHSCORE_RUN_INVOCATION_TIMEOUT",
+                                            cls.run_invocation_timeout, 1),
+        )
