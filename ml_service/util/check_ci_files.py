@@ -2,7 +2,8 @@
 
     python -m ml_service.util.check_ci_files [--root DIR]
 
-- yamllint on every YAML file of .pipelines/, .github/workflows/ and environment_setup/;
+- yamllint on every YAML file of .pipelines/, .github/workflows/, environment_setup/ and
+  the model's own configuration (diabetes_regression/);
 - Microsoft's Azure Pipelines schema on every Azure DevOps pipeline and template
   (a variables-only template gets the project's own check: the schema refuses it as a
   whole pipeline);
@@ -58,8 +59,14 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def lint_only_files(root: Path) -> List[Path]:
+    """The project's other YAML files (conda, inference and deployment configs): lint only."""
+    return sorted(p for p in root.glob("diabetes_regression/**/*.yml")) + sorted(
+        p for p in [root / ".yamllint.yml"] if p.is_file())
+
+
 def yaml_files(root: Path) -> List[Path]:
-    """Every YAML file the checks cover."""
+    """Every CI/CD YAML file the checks cover."""
     found: List[Path] = []
     for folder in (*ADO_DIRS, WORKFLOW_DIR):
         found += sorted((root / folder).glob("*.yml")) + sorted((root / folder).glob("*.yaml"))
@@ -238,7 +245,7 @@ def check_all(root: Path) -> List[Problem]:
     config = root / ".yamllint.yml"
     lint = [tool("yamllint"), "--strict", "-f", "parsable"] + (
         ["-c", str(config)] if config.is_file() else [])
-    problems = run_tool(lint, root, files)
+    problems = run_tool(lint, root, files + lint_only_files(root))
     known = variable_group(root)
     if (root / VARIABLES_TEMPLATE).is_file():
         known |= defined_variables(load(root / VARIABLES_TEMPLATE))

@@ -51,6 +51,8 @@ BREAKAGES = [
      "ml_service.pipelines.run_training_pipeline",
      "module 'ml_service.pipelines.run_training_pipeline' does not exist"),
     (".github/workflows/ci.yml", "runs-on:", "run-on:", "check-jsonschema"),
+    ("diabetes_regression/conda_dependencies.yml", "channels:\n", "channels:\nchannels:\n",
+     "key-duplicates"),
     (".pipelines/code-quality-template.yml", "    displayName: Lint (flake8)\n",
      "    displayName: Lint (flake8)\n    displayName: again\n", "key-duplicates"),
 ]
