@@ -23,11 +23,11 @@ from typing import Optional
 from diabetes_regression.scoring.batchscore_copy_output import DEFAULT_OUTPUT_FILE_NAME
 from diabetes_regression.scoring.parallel_batchscore import PRODUCTION
 from ml_service.backends import get_backend
-from ml_service.backends.base import Backend, PublishedPipeline
+from ml_service.backends.base import Backend
 from ml_service.backends.local import LocalBackend
-from ml_service.errors import (ConfigurationError, DatasetNotFoundError, PipelineNotFoundError,
-                               StepFailedError)
+from ml_service.errors import ConfigurationError, DatasetNotFoundError, StepFailedError
 from ml_service.pipelines import local_batchscore
+from ml_service.pipelines.run_train_pipeline import find_published_pipeline
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
 
@@ -78,17 +78,6 @@ def score_locally(backend: LocalBackend, args: argparse.Namespace,
     return 0
 
 
-def find_published_pipeline(backend: Backend, name: str, version: str) -> PublishedPipeline:
-    """The one batch scoring pipeline published under this name and version."""
-    matches = backend.list_published_pipelines(name, version)
-    if len(matches) != 1:
-        raise PipelineNotFoundError(
-            f"{len(matches)} published pipelines named {name!r} with version {version!r}; "
-            "expected exactly one: publish it with ml_service.pipelines."
-            "diabetes_regression_build_parallel_batchscore_pipeline for this build")
-    return matches[0]
-
-
 def submit_published(backend: Backend, args: argparse.Namespace,
                      training: TrainingSettings) -> int:
     """Find the batch scoring pipeline published for the build and submit it."""
@@ -100,7 +89,9 @@ def submit_published(backend: Backend, args: argparse.Namespace,
     if not version:
         raise ConfigurationError("BUILD_BUILDID is not set: it names the published batch "
                                  "scoring pipeline to run; set it or pass --version")
-    published = find_published_pipeline(backend, settings.pipeline_name, version)
+    published = find_published_pipeline(
+        backend, settings.pipeline_name, version,
+        build_script="ml_service.pipelines.diabetes_regression_build_parallel_batchscore_pipeline")
     parameters = {"model_name": args.model_name or training.model_name,
                   "model_version": args.model_version}
     if args.node_count is not None:

@@ -36,14 +36,16 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def find_published_pipeline(backend: Backend, name: str, version: str) -> PublishedPipeline:
+def find_published_pipeline(
+        backend: Backend, name: str, version: str,
+        build_script: str = "ml_service.pipelines.diabetes_regression_build_train_pipeline",
+) -> PublishedPipeline:
     """The one pipeline published under this name and version, or PipelineNotFoundError."""
     matches = backend.list_published_pipelines(name, version)
     if len(matches) != 1:
         raise PipelineNotFoundError(
             f"{len(matches)} published pipelines named {name!r} with version {version!r}; "
-            "expected exactly one: publish it with "
-            "ml_service.pipelines.diabetes_regression_build_train_pipeline for this build")
+            f"expected exactly one: publish it with {build_script} for this build")
     return matches[0]
 
 
