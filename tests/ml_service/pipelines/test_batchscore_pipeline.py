@@ -239,5 +239,8 @@ def test_on_azure_ml_the_pipeline_published_for_the_build_is_run(mlops_root, mon
 
 
 def test_the_published_pipeline_must_be_unique(backend):
-    with pytest.raises(Exception, match="0 published pipelines named 'p' with version '7'"):
+    from ml_service.errors import PipelineNotFoundError
+
+    with pytest.raises(PipelineNotFoundError,
+                       match="0 published pipelines named 'p' with version '7'"):
         run_batchscore.find_published_pipeline(backend, "p", "7")
