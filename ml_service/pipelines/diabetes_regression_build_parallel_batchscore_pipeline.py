@@ -153,10 +153,8 @@ def build_and_publish(args: argparse.Namespace) -> int:
     load_dotenv_file()
     training = TrainingSettings.from_env()
     settings = BatchScoringSettings.from_env()
-    version = args.version or training.build_id
-    if not version:
-        raise ConfigurationError("BUILD_BUILDID is not set: it is the version the pipeline is "
-                                 "published under; set it or pass --version")
+    version = training.build_version(args.version, "it is the version the pipeline is "
+                                                   "published under")
     if BackendSettings.from_env().kind != "azureml":
         raise ConfigurationError(
             "the batch scoring pipeline is an Azure ML pipeline: set MLOPS_BACKEND=azureml "

@@ -13,7 +13,6 @@ import sys
 from typing import Optional
 
 from ml_service.backends import get_backend
-from ml_service.errors import ConfigurationError
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
@@ -34,10 +33,8 @@ def build_and_publish(args: argparse.Namespace) -> int:
     """Register the sample dataset if needed, then publish the pipeline; print its id."""
     load_dotenv_file()
     training = TrainingSettings.from_env()
-    version = args.version or training.build_id
-    if not version:
-        raise ConfigurationError("BUILD_BUILDID is not set: it is the version the pipeline is "
-                                 "published under; set it or pass --version")
+    version = training.build_version(args.version, "it is the version the pipeline is "
+                                                   "published under")
     backend = get_backend(training=training)
     ensure_sample_dataset(backend, training.dataset_name)
     definition = build_training_pipeline(training)

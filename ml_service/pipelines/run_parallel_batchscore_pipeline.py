@@ -85,10 +85,8 @@ def submit_published(backend: Backend, args: argparse.Namespace,
         BatchScoringSettings
 
     settings = BatchScoringSettings.from_env()
-    version = args.version or training.build_id
-    if not version:
-        raise ConfigurationError("BUILD_BUILDID is not set: it names the published batch "
-                                 "scoring pipeline to run; set it or pass --version")
+    version = training.build_version(args.version, "it names the published batch scoring "
+                                                   "pipeline to run")
     published = find_published_pipeline(
         backend, settings.pipeline_name, version,
         build_script="ml_service.pipelines.diabetes_regression_build_parallel_batchscore_pipeline")

@@ -16,7 +16,7 @@ from typing import Optional
 
 from ml_service.backends import get_backend
 from ml_service.backends.base import Backend, PublishedPipeline
-from ml_service.errors import ConfigurationError, PipelineNotFoundError, StepFailedError
+from ml_service.errors import PipelineNotFoundError, StepFailedError
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
 
@@ -61,10 +61,7 @@ def find_and_run(args: argparse.Namespace) -> int:
     """Find the published pipeline, write its id, run it unless told not to."""
     load_dotenv_file()
     training = TrainingSettings.from_env()
-    version = args.version or training.build_id
-    if not version:
-        raise ConfigurationError("BUILD_BUILDID is not set: it names the published pipeline "
-                                 "to run; set it or pass --version")
+    version = training.build_version(args.version, "it names the published pipeline to run")
     backend = get_backend(training=training)
     published = find_published_pipeline(backend, training.pipeline_name, version)
     LOGGER.info("Found %s version %s: id %s", published.name, published.version, published.id)

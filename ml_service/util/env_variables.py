@@ -99,6 +99,16 @@ class TrainingSettings:
             build_uri=text("BUILD_BUILDURI", None),
         )
 
+    def build_version(self, override: Optional[str], purpose: str,
+                      option: str = "--version") -> str:
+        """The CI build id (or the command line's override); ConfigurationError naming
+        BUILD_BUILDID and what it is for when there is neither."""
+        version = override or self.build_id
+        if not version:
+            raise ConfigurationError(f"BUILD_BUILDID is not set: {purpose}; set it or pass "
+                                     f"{option}")
+        return version
+
     def build_tags(self) -> Dict[str, str]:
         """``BuildId`` / ``BuildUri`` run tags for the CI build, when there is one."""
         tags = {"BuildId": self.build_id, "BuildUri": self.build_uri}

@@ -108,9 +108,8 @@ def publish_or_fetch(args: argparse.Namespace) -> int:
         set_variables({"MODEL_REGISTERED": "true", "MODEL_NAME": model.name,
                        "MODEL_VERSION": str(model.version)})
         return 0
-    build_id = args.build_id or training.build_id
-    if not build_id:
-        raise ConfigurationError("BUILD_BUILDID is not set; pass --build_id")
+    build_id = training.build_version(args.build_id, "it names the build whose model to "
+                                                     "publish", option="--build_id")
     model = find_build_model(backend, training.model_name, build_id)
     if model is None:
         reason = (f"build {build_id} registered no new {training.model_name}: the evaluation "
