@@ -1,7 +1,9 @@
 """Register step: register the trained model with its tags and make it production.
 
 Honours the evaluate step: if it decided "not registered" (and did not cancel
-the pipeline), this step records that and registers nothing.
+the pipeline), this step records that and registers nothing. The metrics and the
+dataset come from the record the train step wrote beside the model, so a train step
+that Azure ML reused is registered like one that ran.
 """
 import argparse
 import logging
@@ -18,6 +20,7 @@ from ml_service.backends import get_backend
 from ml_service.errors import ModelNotFoundError
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
+from ml_service.util.training_record import read_training_record, record_on_pipeline_run
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,14 +64,16 @@ def register(args: argparse.Namespace) -> int:
             return 0
         model_path = Path(args.step_input) / model_name
         check_model_file(model_path)
-        dataset_name = pipeline_tags.get("dataset_name")
-        dataset_version = pipeline_tags.get("dataset_version")
+        record = read_training_record(Path(args.step_input))
+        record_on_pipeline_run(run, record)
+        dataset_name = record.tags.get("dataset_name")
+        dataset_version = record.tags.get("dataset_version")
         dataset = (backend.find_dataset(dataset_name, dataset_version)
                    if dataset_name and dataset_version else None)
         tags = build_model_tags(
             run_id=run.pipeline_run_id, experiment_name=run.experiment_name,
             dataset_name=dataset_name, dataset_version=dataset_version,
-            metrics=run.get_pipeline_metrics(), metric_tags=parameters.registration_tags,
+            metrics=record.metrics, metric_tags=parameters.registration_tags,
             build_id=settings.build_id or pipeline_tags.get("BuildId"),
             build_uri=settings.build_uri or pipeline_tags.get("BuildUri"))
         model = backend.register_model(model_name, model_path, run.pipeline_run_id, tags,

@@ -24,6 +24,7 @@ from ml_service.backends.local import read_csv
 from ml_service.errors import DatasetNotFoundError
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
+from ml_service.util.training_record import TrainingRecord, write_training_record
 
 LOGGER = logging.getLogger(__name__)
 NONE = "none"
@@ -113,6 +114,8 @@ def train(args: argparse.Namespace) -> int:
         if args.caller_run_id and args.caller_run_id.lower() != NONE:
             tags["caller_run_id"] = args.caller_run_id
         run.set_pipeline_tags(tags)
+        # The later steps read these from the output folder: a reused step logs nothing.
+        write_training_record(Path(args.step_output), TrainingRecord(run.id, metrics, tags))
         path = save_model(model, Path(args.step_output), model_name)
     LOGGER.info("Metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     LOGGER.info("Model saved to %s", path)

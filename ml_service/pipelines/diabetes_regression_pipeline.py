@@ -36,7 +36,9 @@ def build_training_pipeline(settings: TrainingSettings) -> PipelineDefinition:
         name="Evaluate Model",
         script=EVALUATE_SCRIPT,
         arguments=("--model_name", model_name,
-                   "--allow_run_cancel", str(settings.allow_run_cancel).lower()),
+                   "--allow_run_cancel", str(settings.allow_run_cancel).lower(),
+                   "--step_input", DataRef(MODEL_DATA)),
+        inputs=(MODEL_DATA,),
     )
     register = Step(
         name="Register Model",

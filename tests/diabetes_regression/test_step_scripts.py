@@ -8,6 +8,7 @@ import pytest
 from diabetes_regression.evaluate import evaluate_model
 from diabetes_regression.register import register_model
 from diabetes_regression.training import train_aml
+from ml_service.util import training_record
 from tests.conftest import make_frame
 
 MODEL = "diabetes_regression_model.pkl"
@@ -190,3 +191,33 @@ def test_register_with_malformed_parameters(backend, trained_run, out, caplog,
                                 "--parameters", str(malformed_parameters)]) == 1
     assert "not valid JSON" in errors(caplog)
     assert backend.list_models(MODEL) == []
+
+
+def test_a_reused_train_step_is_evaluated_and_registered(backend, trained_run, out):
+    """Azure ML reuses an unchanged train step: the new pipeline run gets the step's output
+    folder but none of the metrics or tags it logged. Evaluate and register read them from
+    the record beside the model and log them on the new run."""
+    reused = backend.start_pipeline_run("p", {})
+    assert backend.get_run_metrics(reused) == {}
+    assert evaluate_model.main(["--run_id", reused, "--step_input", str(out)]) == 0
+    assert backend.get_run_tags(reused)["evaluation"] == "register"
+    assert register_model.main(["--run_id", reused, "--step_input", str(out)]) == 0
+    production = backend.get_production_model(MODEL)
+    assert production.run_id == reused
+    assert production.tags["dataset_version"] == "1"
+    assert backend.get_run_metrics(reused) == backend.get_run_metrics(trained_run)
+
+
+def test_register_without_the_training_record_is_refused(backend, trained_run, out, caplog):
+    (out / training_record.RECORD_FILE).unlink()
+    assert register_model.main(["--run_id", trained_run, "--step_input", str(out)]) == 1
+    assert f"no {training_record.RECORD_FILE} in {out}" in errors(caplog)
+    assert backend.list_models(MODEL) == []
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"metrics": {"m": "high"}, "tags": {}}',
+                                     '{"metrics": {"m": NaN}, "tags": {}}'])
+def test_a_damaged_training_record_is_named(backend, trained_run, out, caplog, content):
+    (out / training_record.RECORD_FILE).write_text(content)
+    assert evaluate_model.main(["--run_id", trained_run, "--step_input", str(out)]) == 1
+    assert training_record.RECORD_FILE in errors(caplog)

@@ -81,14 +81,15 @@ def test_one_script_node_per_step_in_run_order_on_the_compute(build, settings, s
     assert pipeline.validate() == []
 
 
-@pytest.mark.parametrize("settings, order", [
-    (WITH_EVALUATION, [("Train Model", "Evaluate Model"), ("Evaluate Model", "Register Model")]),
-    (WITHOUT_EVALUATION, [("Train Model", "Register Model")]),
+@pytest.mark.parametrize("settings, readers, order", [
+    (WITH_EVALUATION, ["Evaluate Model", "Register Model"],
+     [("Train Model", "Evaluate Model"), ("Evaluate Model", "Register Model")]),
+    (WITHOUT_EVALUATION, ["Register Model"], [("Train Model", "Register Model")]),
 ])
-def test_model_data_flows_from_train_to_register_and_steps_run_in_order(build, settings, order):
+def test_model_data_flows_from_train_to_the_later_steps_in_order(build, settings, readers, order):
     pipeline = build(settings)
-    assert edges(pipeline, run_after=False) == [
-        ("Train Model", MODEL_DATA, "Register Model", MODEL_DATA)]
+    assert sorted(edges(pipeline, run_after=False)) == [
+        ("Train Model", MODEL_DATA, reader, MODEL_DATA) for reader in readers]
     assert [(source, dest) for source, _, dest, _ in edges(pipeline, run_after=True)] == order
 
 

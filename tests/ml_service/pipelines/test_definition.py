@@ -19,10 +19,13 @@ def test_training_pipeline_with_evaluation():
     assert [p.name for p in pipeline.parameters] == [
         "model_name", "dataset_version", "data_file_path", "caller_run_id"]
     train, evaluate, register = pipeline.steps
-    assert train.outputs == (MODEL_DATA,) and register.inputs == (MODEL_DATA,)
+    assert train.outputs == (MODEL_DATA,)
+    # Evaluate reads the train step's record from the model folder (a reused step logs nothing).
+    assert evaluate.inputs == register.inputs == (MODEL_DATA,)
     assert DataRef(MODEL_DATA) in train.arguments and DataRef(MODEL_DATA) in register.arguments
     assert list(evaluate.arguments) == ["--model_name", ParameterRef("model_name"),
-                                        "--allow_run_cancel", "true"]
+                                        "--allow_run_cancel", "true",
+                                        "--step_input", DataRef(MODEL_DATA)]
 
 
 def test_training_pipeline_without_evaluation_and_with_settings():
