@@ -11,8 +11,9 @@ module leaves room for a v2 backend beside it.
 import logging
 import numbers
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -27,9 +28,40 @@ from ml_service.util.env_variables import (AzureScoringSettings, ComputeSettings
                                            WorkspaceSettings)
 
 LOGGER = logging.getLogger(__name__)
-# Azure ML v1 has no model aliases: the production version carries this tag.
+# Azure ML v1 has no model aliases: the production version carries this tag, and the
+# time it was promoted (UTC, ISO 8601, sortable as text).
 PRODUCTION_TAG = "production"
+PRODUCTION_SINCE_TAG = "production_since"
 CANCEL_TAG = "mlops.cancel_reason"
+
+
+def promotion_time(now: Optional[datetime] = None) -> str:
+    """The value of the production_since tag for a promotion happening now."""
+    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def promotion_key(model: Any) -> Tuple[str, int]:
+    """Order of promotion of a model version tagged production: the latest promotion wins,
+    then the higher version (a version tagged before production_since existed sorts first)."""
+    return (str((model.tags or {}).get(PRODUCTION_SINCE_TAG, "")), int(model.version))
+
+
+def choose_production(models: Sequence[Any]) -> Optional[Any]:
+    """The production version among versions tagged production=true: the one promoted last.
+
+    More than one is tagged only between a promotion's two writes, or when a promotion
+    failed half-way; the next promotion removes the tag from the older ones.
+    """
+    if not models:
+        return None
+    ordered = sorted(models, key=promotion_key)
+    if len(ordered) > 1:
+        LOGGER.warning("%d versions of model %s are tagged %s=true (%s); version %s was "
+                       "promoted last and is production; the next promotion removes the "
+                       "tag from the others", len(ordered), ordered[-1].name, PRODUCTION_TAG,
+                       ", ".join(str(m.version) for m in ordered), ordered[-1].version)
+    return ordered[-1]
 
 
 def latest_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
@@ -201,13 +233,14 @@ class AzureMLBackend(Backend):
         except WebserviceException as err:
             raise ModelNotFoundError(f"no model {name!r} version {version}") from err
 
-    def get_production_model(self, name: str) -> Optional[ModelVersion]:
+    def _tagged_production(self, name: str) -> List[Any]:
         from azureml.core import Model
 
-        models = Model.list(self.workspace, name=name, tags=[[PRODUCTION_TAG, "true"]])
-        if not models:
-            return None
-        return self._model_version(max(models, key=lambda m: int(m.version)))
+        return Model.list(self.workspace, name=name, tags=[[PRODUCTION_TAG, "true"]])
+
+    def get_production_model(self, name: str) -> Optional[ModelVersion]:
+        chosen = choose_production(self._tagged_production(name))
+        return None if chosen is None else self._model_version(chosen)
 
     def get_model(self, name: str, version: int) -> ModelVersion:
         return self._model_version(self._model(name, version))
@@ -239,13 +272,27 @@ class AzureMLBackend(Backend):
         return self._model_version(model)
 
     def set_production_model(self, name: str, version: int) -> None:
-        from azureml.core import Model
+        """Promote a version: tag it first, then untag the versions promoted before it.
 
-        target = self._model(name, version)
-        for model in Model.list(self.workspace, name=name, tags=[[PRODUCTION_TAG, "true"]]):
-            if int(model.version) != int(version):
-                model.remove_tags([PRODUCTION_TAG])
-        target.add_tags({PRODUCTION_TAG: "true"})
+        Tagging first means a failure in between leaves two tagged versions (the newer one
+        wins), never none. Each version is read again right before its tags are written,
+        because the SDK writes back the whole tag set it holds. Concurrent promotions each
+        untag only versions promoted earlier than their own, so the last promotion stays.
+        """
+        since = promotion_time()
+        self._model(name, version).update_tags_properties(
+            add_tags={PRODUCTION_TAG: "true", PRODUCTION_SINCE_TAG: since})
+        mine = (since, int(version))
+        for tagged in self._tagged_production(name):
+            if int(tagged.version) == int(version) or promotion_key(tagged) >= mine:
+                continue
+            current = self._model(name, tagged.version)
+            if (current.tags or {}).get(PRODUCTION_TAG) == "true" \
+                    and promotion_key(current) < mine:
+                current.update_tags_properties(remove_tags=[PRODUCTION_TAG,
+                                                            PRODUCTION_SINCE_TAG])
+        LOGGER.info("Model %s version %s is production (%s=true since %s)", name, version,
+                    PRODUCTION_TAG, since)
 
     def download_model(self, model: ModelVersion, target_dir: Path) -> Path:
         Path(target_dir).mkdir(parents=True, exist_ok=True)
