@@ -309,7 +309,8 @@ class AzureMLBackend(Backend):
         from ml_service.util.manage_environment import get_environment
 
         compute = get_or_create_compute(self.workspace, self.compute)
-        run_config = build_run_configuration(get_environment(self.workspace, self.environment))
+        run_config = build_run_configuration(get_environment(self.workspace, self.environment),
+                                             self.scoring.step_environment())
         pipeline = translate_pipeline(self.workspace, definition, compute, run_config)
         problems = pipeline.validate()
         if problems:

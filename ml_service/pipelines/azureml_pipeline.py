@@ -5,7 +5,7 @@ workspace only for endpoint discovery, so the caller (or a test) can hand in an 
 workspace, an explicit default datastore and a compute target given as the tuple
 ``(name, type)``, which PythonScriptStep accepts without looking the compute up.
 """
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from azureml.core import Environment, Workspace
 from azureml.core.compute import ComputeTarget
@@ -21,10 +21,13 @@ from ml_service.pipelines.definition import Argument, DataRef, ParameterRef, Pip
 ComputeTargetSpec = Union[ComputeTarget, Tuple[str, str]]
 
 
-def build_run_configuration(environment: Environment) -> RunConfiguration:
-    """A RunConfiguration that runs every step in ``environment``."""
+def build_run_configuration(environment: Environment,
+                            variables: Optional[Mapping[str, str]] = None) -> RunConfiguration:
+    """A RunConfiguration that runs every step in ``environment`` with these environment
+    variables set (the settings a step reads on the compute, where the agent's are absent)."""
     run_config = RunConfiguration()
     run_config.environment = environment
+    run_config.environment_variables = dict(variables or {})
     return run_config
 
 

@@ -259,6 +259,11 @@ class AzureScoringSettings:
                    aks_compute_name=_text(env, "AKS_COMPUTE_NAME", cls.aks_compute_name),
                    datastore_name=_text(env, "DATASTORE_NAME"))
 
+    def step_environment(self) -> Dict[str, str]:
+        """The variables a training step reads on the Azure ML compute, which does not see
+        the agent's environment: set in the steps' run configuration when publishing."""
+        return {"DATASTORE_NAME": self.datastore_name} if self.datastore_name else {}
+
 
 MINI_BATCH_SIZE = re.compile(r"^\d+([kKmMgG][bB])?$")
 

@@ -12,10 +12,7 @@ from unittest import mock
 import pytest
 from azureml._restclient.models import Model as ModelRecord
 from azureml._restclient.models_client import ModelsClient
-from azureml._restclient.service_context import ServiceContext
-from azureml.core import Workspace
 from azureml.core import model as sdk_model
-from azureml.core.authentication import AbstractAuthentication
 from azureml.exceptions import WebserviceException
 
 from ml_service.backends import azureml as backend_module
@@ -23,12 +20,9 @@ from ml_service.backends.azureml import (PRODUCTION_SINCE_TAG, PRODUCTION_TAG, A
                                          choose_production)
 from ml_service.util.env_variables import (AzureScoringSettings, ComputeSettings,
                                            EnvironmentSettings, TrainingSettings)
+from tests.azureml_offline import offline_workspace
 
 NAME = "model.pkl"
-
-
-class OfflineAuthentication(AbstractAuthentication):
-    """Credentials that are never used: nothing here talks to the service."""
 
 
 class FakeModelService:
@@ -98,12 +92,8 @@ def service(monkeypatch):
 
 @pytest.fixture
 def backend(service):
-    workspace = Workspace("00000000-0000-0000-0000-000000000000", "rg", "ws",
-                          auth=OfflineAuthentication(), _disable_service_check=True)
-    workspace._service_context = mock.create_autospec(ServiceContext, spec_set=True,
-                                                      instance=True)
     return AzureMLBackend(TrainingSettings(), ComputeSettings(), EnvironmentSettings(),
-                          AzureScoringSettings(), workspace=workspace)
+                          AzureScoringSettings(), workspace=offline_workspace())
 
 
 def test_promotion_moves_the_tag_and_keeps_every_other_tag(service, backend):
@@ -128,8 +118,8 @@ def test_rolling_back_to_an_older_version_makes_it_production(service, backend):
 
 
 @pytest.mark.parametrize("failing_write", [1, 2])
-def test_a_failure_between_the_writes_never_leaves_no_production_model(service, backend,
-                                                                      failing_write):
+def test_a_failure_between_the_writes_never_leaves_no_production_model(
+        service, backend, failing_write):
     service.add(1, {})
     service.add(2, {})
     backend.set_production_model(NAME, 1)

@@ -1,11 +1,9 @@
 """The Azure ML translation builds the real SDK v1 Pipeline graph, offline (AZUREML_OFFLINE.md)."""
 import json
 from dataclasses import replace
-from unittest.mock import MagicMock
 
 import pytest
 from azureml.core import Environment, Workspace
-from azureml.core.authentication import AbstractAuthentication
 from azureml.data.azure_storage_datastore import AzureBlobDatastore
 from azureml.pipeline.core.graph import ModuleDef
 
@@ -15,16 +13,14 @@ from ml_service.pipelines.definition import DataRef, ParameterRef
 from ml_service.pipelines.diabetes_regression_pipeline import (EVALUATE_SCRIPT, MODEL_DATA,
                                                                REGISTER_SCRIPT, TRAIN_SCRIPT,
                                                                build_training_pipeline)
-from ml_service.util.env_variables import EnvironmentSettings, TrainingSettings
+from ml_service.util.env_variables import (AzureScoringSettings, EnvironmentSettings,
+                                           TrainingSettings)
+from tests.azureml_offline import offline_workflow_provider, offline_workspace
 
 COMPUTE = ("cpu-cluster", "AmlCompute")
 DATASTORE = "pipelineblob"
 WITH_EVALUATION = TrainingSettings()
 WITHOUT_EVALUATION = TrainingSettings(run_evaluation=False)
-
-
-class OfflineAuthentication(AbstractAuthentication):
-    """Credentials that are never used: nothing here talks to the service."""
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +32,19 @@ def environment() -> Environment:
 
 @pytest.fixture
 def workspace() -> Workspace:
-    ws = Workspace("00000000-0000-0000-0000-000000000000", "rg", "ws",
-                   auth=OfflineAuthentication(), _disable_service_check=True)
-    ws._service_context = MagicMock()
-    return ws
+    return offline_workspace()
 
 
 @pytest.fixture
 def build(workspace, environment):
     """Translate the training pipeline built from some settings; returns the real Pipeline."""
-    def translate(settings=WITH_EVALUATION, definition=None):
+    def translate(settings=WITH_EVALUATION, definition=None, variables=None):
         definition = definition or build_training_pipeline(settings)
         datastore = AzureBlobDatastore(workspace, DATASTORE, "container", "account")
         return translate_pipeline(workspace, definition, COMPUTE,
-                                  build_run_configuration(environment),
-                                  default_datastore=datastore, workflow_provider=MagicMock())
+                                  build_run_configuration(environment, variables),
+                                  default_datastore=datastore,
+                                  workflow_provider=offline_workflow_provider())
     return translate
 
 
@@ -144,6 +138,16 @@ def test_every_step_runs_in_the_environment(build, environment):
     # The node keeps the serialised run configuration it will submit.
     assert {json.loads(node._runconfig)["environment"]["name"] for node in nodes} == {
         environment.name}
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, {}),
+    ({"DATASTORE_NAME": "training_data"}, {"DATASTORE_NAME": "training_data"}),
+])
+def test_the_settings_a_step_reads_on_the_compute_reach_every_step(build, env, expected):
+    variables = AzureScoringSettings.from_env(env).step_environment()
+    for node in build(variables=variables).graph.module_nodes:
+        assert json.loads(node._runconfig)["environmentVariables"] == expected
 
 
 def test_a_missing_script_fails_while_the_graph_is_built(build):
