@@ -82,7 +82,7 @@ def service(monkeypatch):
     client.return_value.patch.side_effect = fake.patch
     monkeypatch.setattr(sdk_model, "ModelsClient", client)
     monkeypatch.setattr(sdk_model, "_get_mms_url", mock.create_autospec(
-        sdk_model._get_mms_url, return_value="https://mms.invalid"))
+        sdk_model._get_mms_url, spec_set=True, return_value="https://mms.invalid"))
     # Promotions in a test follow each other within microseconds: give them distinct times.
     ticks = itertools.count(1)
     monkeypatch.setattr(backend_module, "promotion_time",
