@@ -10,6 +10,7 @@ Everything lives under one root folder (``.mlops/`` by default):
 
 ``mlflow ui --backend-store-uri sqlite:///.mlops/mlflow.db`` shows the runs.
 """
+import fcntl
 import json
 import logging
 import os
@@ -62,6 +63,56 @@ def file_uri_to_path(uri: str) -> Path:
     if parsed.scheme not in ("", "file"):
         raise ModelNotFoundError(f"model source {uri!r} is not a local file")
     return Path(unquote(parsed.path))
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on ``path`` (created if missing)."""
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def initialise_store(db_path: Path, artifact_root: Path) -> None:
+    """Create the MLflow database once and whole, or leave an existing one alone.
+
+    MLflow creates its tables with a series of migrations; two processes doing that on one
+    new file, or a kill half-way, leave a database no later run can open. So the tables are
+    made under an inter-process lock in a temporary file beside it, which is renamed into
+    place only when complete: there is either no database or a complete one.
+    """
+    db_path = Path(db_path)
+    if db_path.is_file():
+        return
+    with file_lock(db_path.with_name(f"{db_path.name}.lock")):
+        if db_path.is_file():
+            return
+        for leftover in db_path.parent.glob(f".{db_path.name}.init-*"):
+            leftover.unlink()  # from a run killed while initialising
+        handle, name = tempfile.mkstemp(dir=db_path.parent, prefix=f".{db_path.name}.init-")
+        os.close(handle)
+        temporary = Path(name)
+        try:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            store = SqlAlchemyStore(f"sqlite:///{temporary}", artifact_root.as_uri())
+            store.engine.dispose()
+            os.chmod(temporary, 0o644)  # mkstemp makes it private; the store is the user's
+            with open(temporary, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(temporary, db_path)
+            directory = os.open(db_path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        finally:
+            if temporary.exists():
+                temporary.unlink()
+        LOGGER.info("Created the MLflow store %s", db_path)
 
 
 class LocalStepRun(StepRun):
@@ -125,6 +176,7 @@ class LocalBackend(Backend):
         """The MLflow client, created (and the store initialised) on first use."""
         if self._mlflow_client is None:
             self.root.mkdir(parents=True, exist_ok=True)
+            initialise_store(self.root / "mlflow.db", self.root / "artifacts")
             # Imported here: mlflow is slow to import and only the local backend needs it.
             from mlflow.tracking import MlflowClient
 
