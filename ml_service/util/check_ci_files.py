@@ -10,7 +10,10 @@
 - GitHub's workflow schema and actionlint on the workflows;
 - the project's reference checks: every ``template:`` named exists; every script path and
   ``python -m`` module a pipeline runs exists; every ``$(VARIABLE)`` is defined in the
-  variables template, the pipeline itself, or the README's list of variable-group variables.
+  variables template, the pipeline itself, or the README's list of variable-group variables;
+- Azure Pipelines path filters (``trigger``/``pr`` ``paths``) that name a folder as
+  ``folder/*``: there ``*`` stops at a ``/``, so the filter misses every subfolder
+  (``folder/**`` takes them all).
 
 Prints one line per problem, naming the file; exits 1 if there is any.
 """
@@ -224,6 +227,29 @@ def check_commands(root: Path, path: Path, text: str) -> List[Problem]:
     return problems
 
 
+def check_path_filters(root: Path, path: Path, document: Any) -> List[Problem]:
+    """No trigger or pr path filter of an Azure Pipelines file ends in ``/*``."""
+    problems = []
+    for node in walk(document):
+        if not isinstance(node, dict):
+            continue
+        for kind in ("trigger", "pr"):
+            filters = node.get(kind)
+            paths = filters.get("paths") if isinstance(filters, dict) else None
+            if not isinstance(paths, dict):
+                continue
+            for which in ("include", "exclude"):
+                for pattern in paths.get(which) or []:
+                    if isinstance(pattern, str) and pattern.endswith("/*"):
+                        folder = pattern[:-1]
+                        problems.append(Problem(rel(root, path), (
+                            f"{kind} path filter {pattern!r} ({which}) matches only the files "
+                            f"directly in {folder}, none in its subfolders: use '{folder}**' "
+                            f"(the folder prefix '{folder}' means the same, but Microsoft's "
+                            "schema refuses a trailing slash)")))
+    return problems
+
+
 def check_references(root: Path, path: Path, document: Any, known: Set[str]) -> List[Problem]:
     """Templates, scripts and modules exist; every $(VARIABLE) is defined."""
     problems = check_templates(root, path, document)
@@ -266,6 +292,7 @@ def check_all(root: Path) -> List[Problem]:
         problems += check_references(root, path, documents[path], set())
     for path in pipelines:
         problems += check_references(root, path, documents[path], known)
+        problems += check_path_filters(root, path, documents[path])
     return problems
 
 

@@ -1,11 +1,13 @@
 """The CI/CD YAML passes the offline checks, and each kind of mistake is caught, naming the file."""
+import re
 import shutil
 
 import pytest
+import yaml
 
 from ml_service.paths import PROJECT_ROOT
 from ml_service.util import check_ci_files
-from ml_service.util.check_ci_files import check_all
+from ml_service.util.check_ci_files import check_all, check_path_filters
 
 COPIED = (".pipelines", ".github", "environment_setup", "ml_service", "diabetes_regression")
 
@@ -55,6 +57,11 @@ BREAKAGES = [
      "key-duplicates"),
     (".pipelines/code-quality-template.yml", "    displayName: Lint (flake8)\n",
      "    displayName: Lint (flake8)\n    displayName: again\n", "key-duplicates"),
+    (".pipelines/diabetes_regression-ci.yml", "      - ml_service/**\n", "      - ml_service/*\n",
+     "trigger path filter 'ml_service/*' (include) matches only the files directly in "
+     "ml_service/, none in its subfolders: use 'ml_service/**'"),
+    (".pipelines/pr.yml", "      - tests/**\n", "      - tests/*\n",
+     "pr path filter 'tests/*'"),
 ]
 
 
@@ -82,3 +89,58 @@ def test_main_exits_1_and_names_the_file(copy, capsys):
     (copy / ".pipelines" / "pr.yml").write_text("trigger: none\njobs:\n  - job: x\n    stpes: []\n")
     assert check_ci_files.main(["--root", str(copy)]) == 1
     assert ".pipelines/pr.yml:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("document", [
+    {"trigger": {"paths": {"include": ["src/*"]}}},
+    {"pr": {"paths": {"include": ["docs/", "src/*"]}}},
+    {"trigger": {"paths": {"exclude": ["src/*"]}}},
+    {"resources": {"repositories": [{"repository": "tools", "trigger": {
+        "paths": {"include": ["src/*"]}}}]}},
+], ids=["trigger-include", "pr-include", "trigger-exclude", "repository-resource"])
+def test_a_path_filter_ending_in_slash_star_is_refused(document):
+    problems = check_path_filters(PROJECT_ROOT, PROJECT_ROOT / ".pipelines" / "x.yml", document)
+    assert [p.path for p in problems] == [".pipelines/x.yml"]
+    assert "'src/*'" in problems[0].message and "use 'src/**'" in problems[0].message
+
+
+@pytest.mark.parametrize("pattern", ["src/**", "src/*.py", "src/**/*.py", "*", "README.md"])
+def test_a_recursive_or_a_file_pattern_is_accepted(pattern):
+    document = {"trigger": {"paths": {"include": [pattern]}}, "pr": "none"}
+    assert check_path_filters(PROJECT_ROOT, PROJECT_ROOT / "x.yml", document) == []
+
+
+# A project module run with MLOPS_BACKEND=azureml signs in through the Azure CLI's login.
+AZURE_MODULE = re.compile(r"python3?\s+-m\s+ml_service\.(?!util\.check_ci_files\b)")
+
+
+def plain_script_steps(node):
+    """Every Azure DevOps step that runs a script outside AzureCLI@2 (script:, bash:)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("script"), str) or isinstance(node.get("bash"), str):
+            yield node.get("script") or node.get("bash")
+        for value in node.values():
+            yield from plain_script_steps(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from plain_script_steps(value)
+
+
+def test_every_azure_devops_step_that_calls_azure_runs_in_azure_cli():
+    files = [p for p in check_ci_files.yaml_files(PROJECT_ROOT)
+             if check_ci_files.WORKFLOW_DIR not in str(p)]
+    found = [(str(path.relative_to(PROJECT_ROOT)), script) for path in files
+             for script in plain_script_steps(yaml.safe_load(path.read_text()))
+             if AZURE_MODULE.search(script)]
+    assert found == [], "run these in AzureCLI@2, which signs az in for the step"
+
+
+def test_every_workflow_step_that_calls_azure_runs_after_azure_login():
+    for path in sorted((PROJECT_ROOT / check_ci_files.WORKFLOW_DIR).glob("*.yml")):
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            signed_in = False
+            for step in job.get("steps", []):
+                signed_in |= str(step.get("uses", "")).startswith("azure/login@")
+                if AZURE_MODULE.search(str(step.get("run", ""))):
+                    assert signed_in, f"{path.name}, job {name}: {step.get('name')} runs " \
+                                      "before azure/login"

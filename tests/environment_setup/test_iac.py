@@ -224,7 +224,9 @@ def test_hadolint_passes_on_the_dockerfile():
     ("git=1:2.39.5-0+deb12u3", "git", "DL3008"),
     ("WORKDIR /opt/mlops-template\n", "RUN cd /opt\n", "DL3003"),
     (" \\\n    && rm -rf /var/lib/apt/lists/*\n", "\n", "DL3009"),
-], ids=["latest-tag", "unpinned-apt-package", "cd-in-run", "apt-lists-kept"])
+    ('"azure-cli==${AZURE_CLI_VERSION}"', "azure-cli", "DL3013"),
+], ids=["latest-tag", "unpinned-apt-package", "cd-in-run", "apt-lists-kept",
+        "unpinned-azure-cli"])
 def test_hadolint_catches_a_broken_dockerfile(tmp_path, old, new, rule):
     broken = copy_broken(DOCKERFILE, tmp_path, old, new)
     result = run_tool("hadolint", "--no-color", broken)
@@ -243,6 +245,22 @@ def test_dockerfile_pins_python_311_runs_unprivileged_and_copies_what_exists():
         if keyword == "COPY":
             for source in args.split()[:-1]:
                 assert (PROJECT_ROOT / source).exists(), f"{DOCKERFILE}: COPY {source}"
+
+
+def test_dockerfile_installs_a_pinned_azure_cli_apart_from_the_project():
+    # AzureCLI@2 container jobs need `az` on PATH; the project signs in through it. In a venv
+    # of its own, its dependencies cannot clash with the project's exact pins.
+    text = DOCKERFILE.read_text()
+    version = re.search(r"^ARG AZURE_CLI_VERSION=(\d+\.\d+\.\d+)$", text, re.MULTILINE)
+    assert version, "the Azure CLI version is not pinned in an ARG"
+    install = re.search(r"^RUN python -m venv (/opt/\w+) \\\n(?:    .*\n)+", text, re.MULTILINE)
+    assert install, "no venv of its own for the Azure CLI"
+    venv, run = install.group(1), install.group(0)
+    project_venv = re.search(r"VIRTUAL_ENV=(\S+)", text).group(1)
+    assert venv != project_venv and f". {venv}/bin/activate" in run, run
+    assert 'pip install --no-cache-dir "azure-cli==${AZURE_CLI_VERSION}"' in run, run
+    assert f"ln -s {venv}/bin/az /usr/local/bin/az" in run, run
+    assert text.index(run) < text.index("\nUSER "), "installed after the switch to the agent user"
 
 
 def test_shellcheck_passes_on_the_install_script():
