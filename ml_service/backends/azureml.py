@@ -348,24 +348,25 @@ class AzureMLBackend(Backend):
         from azureml.core.compute import AksCompute
 
         from ml_service.util.deployment_configs import (aci_deployment_config,
-                                                        aks_deployment_config,
-                                                        inference_config, load_config)
+                                                        aks_deployment_config, load_config,
+                                                        staged_inference_config)
         from ml_service.util.manage_environment import get_environment
 
         if spec.inference_config is None or spec.deployment_config is None:
             raise ConfigurationError("an Azure ML deployment needs the inference configuration "
                                      "and an ACI or AKS deployment configuration file")
         kind = str(load_config(spec.deployment_config).get("computeType", "")).upper()
-        inference = inference_config(spec.inference_config,
-                                     get_environment(self.workspace, self.environment))
         if kind == "AKS":
             config = aks_deployment_config(spec.deployment_config)
             target = AksCompute(self.workspace, self.scoring.aks_compute_name)
         else:
             config, target = aci_deployment_config(spec.deployment_config), None
-        service = Model.deploy(self.workspace, service_name,
-                               [self._model(model.name, model.version)], inference, config,
-                               deployment_target=target, overwrite=True)
+        # The staged source directory lives until Model.deploy has uploaded it.
+        with staged_inference_config(spec.inference_config, get_environment(
+                self.workspace, self.environment)) as inference:
+            service = Model.deploy(self.workspace, service_name,
+                                   [self._model(model.name, model.version)], inference, config,
+                                   deployment_target=target, overwrite=True)
         service.wait_for_deployment(show_output=True)
         if service.state != "Healthy":
             raise DeploymentError(f"service {service_name} is {service.state}: "

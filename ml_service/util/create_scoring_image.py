@@ -4,7 +4,8 @@
         [--output_image_location_file image_location.txt] [--validate_only]
 
 The image runs diabetes_regression/scoring/score.py with the inference
-configuration (inference_config.yml) in the project's environment (AML_ENV_NAME).
+configuration (inference_config.yml) in the project's environment (AML_ENV_NAME);
+only score.py and the files it needs are uploaded (a staged folder, not the repository).
 The model is the version tagged production=true unless --model_version is given.
 The image's location (REGISTRY/NAME:TAG) is logged and, with
 --output_image_location_file, written to that file for the next CI job.
@@ -20,15 +21,16 @@ from typing import Optional
 
 from azureml.core import Model, Workspace
 from azureml.core.model import InferenceConfig
-from azureml.exceptions import ModelNotFoundException, WebserviceException
+from azureml.exceptions import WebserviceException
 
 from ml_service.backends.azureml import PRODUCTION_TAG as AZURE_PRODUCTION_TAG
+from ml_service.backends.azureml import choose_production
 from ml_service.errors import DeploymentError, ModelNotFoundError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines.diabetes_regression_pipeline import \
     INFERENCE_CONFIG as INFERENCE_CONFIG_FILE
 from ml_service.util.cli import run_cli
-from ml_service.util.deployment_configs import inference_config
+from ml_service.util.deployment_configs import staged_inference_config
 from ml_service.util.env_variables import (EnvironmentSettings, TrainingSettings,
                                            WorkspaceSettings, load_dotenv_file)
 from ml_service.util.manage_environment import build_environment, get_environment
@@ -36,6 +38,8 @@ from ml_service.util.manage_environment import build_environment, get_environmen
 LOGGER = logging.getLogger(__name__)
 INFERENCE_CONFIG = PROJECT_ROOT / INFERENCE_CONFIG_FILE
 PRODUCTION_TAG = (AZURE_PRODUCTION_TAG, "true")
+# How the SDK's WebserviceException message starts when a model version does not exist.
+MODEL_NOT_FOUND = "ModelNotFound"
 
 
 def find_model(workspace: Workspace, name: str, version: Optional[int] = None) -> Model:
@@ -43,14 +47,21 @@ def find_model(workspace: Workspace, name: str, version: Optional[int] = None) -
     if version is not None:
         try:
             return Model(workspace, name=name, version=version)
-        except ModelNotFoundException as err:
-            raise ModelNotFoundError(f"model {name!r} has no version {version}") from err
-    tagged = Model.list(workspace, name=name, tags=[list(PRODUCTION_TAG)])
-    if not tagged:
+        except WebserviceException as err:
+            # Model() raises WebserviceException, not ModelNotFoundException: "ModelNotFound: ..."
+            # for a missing version, "Received bad response ..." for other service errors.
+            message = " ".join(str(err.message).split())
+            if message.startswith(MODEL_NOT_FOUND):
+                raise ModelNotFoundError(f"model {name!r} has no version {version}") from err
+            raise DeploymentError(f"cannot read model {name!r} version {version} from Azure ML: "
+                                  f"{message}") from err
+    # The backend's rule: of the versions tagged production, the one promoted last.
+    chosen = choose_production(Model.list(workspace, name=name, tags=[list(PRODUCTION_TAG)]))
+    if chosen is None:
         raise ModelNotFoundError(f"model {name!r} has no version tagged "
                                  f"{PRODUCTION_TAG[0]}={PRODUCTION_TAG[1]}; run the training "
                                  "pipeline or give --model_version")
-    return max(tagged, key=lambda model: int(model.version))
+    return chosen
 
 
 def package_model(workspace: Workspace, model: Model, config: InferenceConfig) -> str:
@@ -113,7 +124,8 @@ def create_scoring_image(args: argparse.Namespace) -> int:
     model_name = args.model_name or TrainingSettings.from_env().model_name
     environment = EnvironmentSettings.from_env()
     # Built offline first, so a bad file stops the script before any service call.
-    inference_config(args.inference_config, build_environment(environment))
+    with staged_inference_config(args.inference_config, build_environment(environment)):
+        pass
     LOGGER.info("Inference configuration %s is valid", args.inference_config)
     if args.validate_only:
         return 0
@@ -121,9 +133,11 @@ def create_scoring_image(args: argparse.Namespace) -> int:
 
     workspace = get_workspace(WorkspaceSettings.from_env())
     model = find_model(workspace, model_name, args.model_version)
-    config = inference_config(args.inference_config, get_environment(workspace, environment))
     LOGGER.info("Packaging %s version %s", model.name, model.version)
-    location = package_model(workspace, model, config)
+    # The staged source directory lives until Model.package has uploaded it.
+    with staged_inference_config(args.inference_config,
+                                 get_environment(workspace, environment)) as config:
+        location = package_model(workspace, model, config)
     LOGGER.info("Scoring image: %s", location)
     if args.output_image_location_file:
         write_image_location(args.output_image_location_file, location)

@@ -1,15 +1,21 @@
 """Azure ML SDK v1 inference and deployment configurations, built from the repository's YAML files.
 
-Pure: these functions read files and build SDK objects; none of them calls the
-service. The deployment files use the field names of the SDK v1 deployment
+None of these functions calls the service: they read files and build SDK objects
+(staged_inference_config also stages the scoring service's files in a temporary
+folder, removed when it is done). The deployment files use the field names of the SDK v1 deployment
 configuration schema (``computeType``, ``containerResourceRequirements``,
 ``autoScaler``, ...); every key is checked, so a misspelled one is an error
 naming the file and the key instead of a silently ignored setting.
 """
+import ast
 import math
 import re
-from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, NamedTuple, Union
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
+                    Union)
 
 import yaml
 from azureml.core import Environment
@@ -85,9 +91,16 @@ AKS_SCHEMA: Schema = {
 
 INFERENCE_SCHEMA: Schema = {
     "entryScript": Field("entry_script", TEXT),
-    "sourceDirectory": Field("source_directory", TEXT),
     "description": Field("description", TEXT),
 }
+# Not an SDK argument: the files the entry script reads at run time (its imports are found).
+DATA_FILES_KEY = "dataFiles"
+
+# The scoring service's source directory is uploaded whole (a plain tar: .amlignore is not
+# applied), so it is a staged copy of the files score.py needs, and must stay small.
+SCORING_SOURCE_LIMIT_BYTES = 1024 * 1024
+# Its folder name: Azure ML unpacks the upload under this name (AZUREML_SOURCE_DIRECTORY).
+SCORING_SOURCE_NAME = "scoring_source"
 
 # Keys of the v1 schemas that this project refuses on purpose, and why.
 REFUSED_DEPLOYMENT_KEYS = {
@@ -98,6 +111,9 @@ ENVIRONMENT_IS_PASSED = ("the environment is passed in, built from AML_ENV_NAME 
 REFUSED_INFERENCE_KEYS = {key: ENVIRONMENT_IS_PASSED for key in (
     "environment", "condaFile", "runtime", "extraDockerfileSteps", "baseImage",
     "baseImageRegistry", "enableGpu", "cudaVersion")}
+REFUSED_INFERENCE_KEYS["sourceDirectory"] = (
+    "the source directory is staged: entryScript, the project modules it imports and "
+    f"{DATA_FILES_KEY}, nothing else (a whole folder would upload .env and .venv)")
 
 
 def load_config(path: ConfigPath) -> Dict[str, Any]:
@@ -220,25 +236,132 @@ def aks_deployment_config(path: ConfigPath) -> AksServiceDeploymentConfiguration
     return _build(AksWebservice.deploy_configuration, arguments, path, AKS_SCHEMA)
 
 
-def inference_config(path: ConfigPath, environment: Environment,
-                     project_root: Path = PROJECT_ROOT) -> InferenceConfig:
-    """Build the inference configuration from its YAML file and an environment."""
-    arguments = _arguments(load_config(path), INFERENCE_SCHEMA, path, REFUSED_INFERENCE_KEYS)
+class ScoringSource(NamedTuple):
+    """What the scoring service runs: its entry script and every file it needs, relative."""
+
+    entry_script: str
+    files: List[str]
+    arguments: Dict[str, Any]
+
+
+def _module_file(name: str, project_root: Path) -> Optional[Path]:
+    """The project file of a dotted module name, or None if it is not a project module."""
+    base = project_root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(module: Path, project_root: Path) -> Iterator[str]:
+    """Every dotted name a module's import statements may load, relative imports resolved."""
+    parts = list(module.relative_to(project_root).with_suffix("").parts)
+    # The package a relative import starts from: the module's folder.
+    package = parts[:-1]
+    tree = ast.parse(module.read_text(encoding="utf-8"), str(module))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            prefix = ".".join(base + ([node.module] if node.module else []))
+            if prefix:
+                yield prefix
+            for alias in node.names:
+                yield f"{prefix}.{alias.name}" if prefix else alias.name
+
+
+def project_imports(script: Path, project_root: Path = PROJECT_ROOT) -> List[Path]:
+    """The project modules a script imports, transitively, with their packages' __init__.py."""
+    root = Path(project_root).resolve()
+    found: Dict[Path, None] = {}
+    pending = [Path(script).resolve()]
+    while pending:
+        module = pending.pop()
+        for name in _imported_names(module, root):
+            dotted = name.split(".")
+            for depth in range(1, len(dotted) + 1):
+                path = _module_file(".".join(dotted[:depth]), root)
+                if path is not None and path not in found and path != module:
+                    found[path] = None
+                    pending.append(path)
+    return sorted(found)
+
+
+def _project_file(path: ConfigPath, key: str, value: str, project_root: Path) -> str:
+    """A file's path relative to the project root, checked to exist inside it."""
+    full = (project_root / value).resolve()
+    if not full.is_file():
+        raise ConfigurationError(f"{path}: {key} {value!r}: no such file {full}")
+    if not full.is_relative_to(project_root):
+        # Only the staged folder is uploaded: a file outside the project cannot be staged.
+        raise ConfigurationError(f"{path}: {key} {value!r} is not inside the project "
+                                 f"{project_root}")
+    return full.relative_to(project_root).as_posix()
+
+
+def scoring_source(path: ConfigPath, project_root: Path = PROJECT_ROOT) -> ScoringSource:
+    """Read the inference YAML file: the entry script, the files it needs, the SDK arguments."""
+    root = Path(project_root).resolve()
+    config = load_config(path)
+    data_files = config.pop(DATA_FILES_KEY, None) or []
+    if not isinstance(data_files, list):
+        raise ConfigurationError(f"{path}: {DATA_FILES_KEY} must be a list of paths, "
+                                 f"not {data_files!r}")
+    arguments = _arguments(config, INFERENCE_SCHEMA, path, REFUSED_INFERENCE_KEYS)
     if "entry_script" not in arguments:
         raise ConfigurationError(f"{path}: entryScript is missing")
-    source_directory = (Path(project_root) / arguments.get("source_directory", ".")).resolve()
-    if not source_directory.is_dir():
-        raise ConfigurationError(f"{path}: sourceDirectory {source_directory} is not a folder")
-    entry_script = (source_directory / arguments["entry_script"]).resolve()
-    if not entry_script.is_file():
-        raise ConfigurationError(f"{path}: entryScript {arguments['entry_script']!r}: "
-                                 f"no such file {entry_script}")
-    if not entry_script.is_relative_to(source_directory):
-        # Only the source directory is uploaded: a script outside it would not be there.
-        raise ConfigurationError(f"{path}: entryScript {arguments['entry_script']!r} is not "
-                                 f"inside sourceDirectory {source_directory}")
-    arguments["source_directory"] = str(source_directory)
+    entry_script = _project_file(path, "entryScript", arguments.pop("entry_script"), root)
+    files = {entry_script: None}
     try:
-        return InferenceConfig(environment=environment, **arguments)
-    except (WebserviceException, UserErrorException) as err:
-        raise _sdk_refusal(path, err, INFERENCE_SCHEMA) from err
+        modules = project_imports(root / entry_script, root)
+    except SyntaxError as err:
+        raise ConfigurationError(f"{path}: cannot follow the imports of entryScript: "
+                                 f"{err.filename}, line {err.lineno}: {err.msg}") from err
+    for module in modules:
+        files[module.relative_to(root).as_posix()] = None
+    for value in data_files:
+        _check_value(value, PATH, path, DATA_FILES_KEY)
+        files[_project_file(path, DATA_FILES_KEY, value, root)] = None
+    return ScoringSource(entry_script, sorted(files), arguments)
+
+
+@contextmanager
+def staged_scoring_source(files: Iterable[str], project_root: Path = PROJECT_ROOT,
+                          limit_bytes: int = SCORING_SOURCE_LIMIT_BYTES) -> Iterator[Path]:
+    """A temporary folder holding only ``files`` (relative paths, same layout); removed after."""
+    root = Path(project_root).resolve()
+    with tempfile.TemporaryDirectory(prefix="mlops-scoring-") as temporary:
+        staged = Path(temporary) / SCORING_SOURCE_NAME
+        total = 0
+        for name in files:
+            relative = PurePosixPath(name)
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ConfigurationError(f"cannot stage {name!r}: not a path inside the project")
+            target = staged.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root.joinpath(*relative.parts), target)
+            total += target.stat().st_size
+        if total > limit_bytes:
+            raise ConfigurationError(f"the scoring service's files take {total} bytes, over the "
+                                     f"{limit_bytes}-byte limit of its upload: "
+                                     f"{', '.join(sorted(files))}")
+        yield staged
+
+
+@contextmanager
+def staged_inference_config(path: ConfigPath, environment: Environment,
+                            project_root: Path = PROJECT_ROOT) -> Iterator[InferenceConfig]:
+    """The inference configuration of a YAML file, its source directory staged while in use.
+
+    The SDK tars the whole source directory when the model is deployed or packaged, so
+    the configuration must be used inside the ``with`` block; the folder is removed after.
+    """
+    source = scoring_source(path, project_root)
+    with staged_scoring_source(source.files, project_root) as staged:
+        try:
+            config = InferenceConfig(environment=environment, entry_script=source.entry_script,
+                                     source_directory=str(staged), **source.arguments)
+        except (WebserviceException, UserErrorException) as err:
+            raise _sdk_refusal(path, err, INFERENCE_SCHEMA) from err
+        yield config
