@@ -3,7 +3,7 @@ import re
 import tomllib
 
 from ml_service.paths import PROJECT_ROOT
-from ml_service.util.env_variables import TrainingSettings
+from ml_service.util.env_variables import BatchScoringSettings, TrainingSettings
 
 
 def pins(lines):
@@ -18,6 +18,25 @@ def test_conda_pins_agree_with_the_dependency_declaration():
     for name, version in conda.items():
         assert declared.get(name) == version, f"{name}: conda {version}, pyproject " \
                                               f"{declared.get(name)}"
+
+
+# The only pins of the batch scoring environment that differ from pyproject.toml, and why.
+BATCH_ONLY_PINS = {
+    "azureml-dataset-runtime": "ParallelRunStep reads a tabular input with its fuse,pandas extras",
+    "pandas": "azureml-dataset-runtime[pandas] requires pandas < 2 (the project pins 3)",
+    "numpy": "azureml-dataset-runtime[pandas] requires numpy < 2 (the project pins 2)",
+}
+
+
+def test_batch_scoring_pins_differ_only_where_the_dataset_runtime_requires():
+    declared = pins("\n".join(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+                              ["project"]["dependencies"]))
+    text = (PROJECT_ROOT / BatchScoringSettings().conda_file).read_text()
+    batch = dict(re.findall(r"^\s*-\s*([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", text,
+                            re.MULTILINE))
+    assert {"scikit-learn", "joblib", "azureml-core"} <= set(batch)
+    differing = {name for name, version in batch.items() if declared.get(name) != version}
+    assert differing == set(BATCH_ONLY_PINS), differing ^ set(BATCH_ONLY_PINS)
 
 
 def test_env_example_documents_every_setting():

@@ -75,6 +75,33 @@ def latest_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
     return found
 
 
+# The packages reading a tabular dataset needs (import name -> distribution): the SDK
+# imports them only deep inside to_pandas_dataframe(), with a message that names neither.
+DATASET_PACKAGES = {"azureml.dataprep": "azureml-dataprep", "pyarrow": "pyarrow"}
+
+
+def require_dataset_packages(conda_file: str) -> None:
+    """Raise ConfigurationError naming the package and the conda file if one that tabular
+    datasets need is missing."""
+    try:
+        import azureml.dataprep as dataprep
+        import pyarrow
+    except ImportError as err:
+        package = DATASET_PACKAGES.get(err.name or "", err.name or str(err))
+        raise ConfigurationError(
+            f"{package} is not installed: Azure ML tabular datasets need it to be read or "
+            f"registered; add it to the pip dependencies of {conda_file} (the environment of "
+            "the steps) and to pyproject.toml") from err
+    LOGGER.debug("Tabular datasets read with azureml-dataprep %s and pyarrow %s",
+                 dataprep.__version__, pyarrow.__version__)
+
+
+def tabular_to_frame(dataset: Any, conda_file: str) -> pd.DataFrame:
+    """A TabularDataset's rows as a data frame, read by azureml-dataprep."""
+    require_dataset_packages(conda_file)
+    return dataset.to_pandas_dataframe()
+
+
 class AzureStepRun(StepRun):
     """A step's run in an Azure ML pipeline, and its parent pipeline run."""
 
@@ -196,6 +223,8 @@ class AzureMLBackend(Backend):
         path is taken as a path on the datastore (MLOpsPython's --data_file_path)."""
         from azureml.core import Dataset
 
+        # Checked first: the file would be uploaded before from_delimited_files failed.
+        require_dataset_packages(self.environment.conda_file)
         datastore = self._datastore()
         path = Path(file_path)
         if path.is_file():
@@ -211,11 +240,12 @@ class AzureMLBackend(Backend):
         return DatasetVersion(name, int(dataset.version), description)
 
     def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:
+        require_dataset_packages(self.environment.conda_file)
         found = self._get_dataset(dataset.name, dataset.version)
         if found is None:
             raise ConfigurationError(f"dataset {dataset.name} version {dataset.version} "
                                      "is not registered")
-        return found.to_pandas_dataframe()
+        return tabular_to_frame(found, self.environment.conda_file)
 
     # -- models ------------------------------------------------------------
     @staticmethod

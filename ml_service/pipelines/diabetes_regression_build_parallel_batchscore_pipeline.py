@@ -13,11 +13,15 @@ Two steps:
    writes that file as a CSV with a header to SCORING_DATASTORE_OUTPUT_PATH /
    SCORING_OUTPUT_FILE_NAME.
 
-Pipeline parameters: ``model_name``, ``model_version`` (a number or ``production``) and
-``node_count``. The graph is built by a pure function (build_batchscore_pipeline) that
-a test builds offline; main() holds the service calls. Locally there is nothing to
-publish: ``ml_service.pipelines.run_parallel_batchscore_pipeline`` scores a CSV file
-with the same script across the machine's cores.
+Both steps run in the batch scoring environment (BatchScoringSettings.conda_file,
+``diabetes_regression/batchscore_conda_dependencies.yml``), not the training one: a
+ParallelRunStep with a tabular input needs azureml-dataset-runtime[fuse,pandas] on the
+compute (fuse also mounts the copy step's input), which requires pandas < 2, while the
+project pins pandas 3. Pipeline parameters: ``model_name``, ``model_version`` (a number or
+``production``) and ``node_count``. The graph is built by a pure function
+(build_batchscore_pipeline) that a test builds offline; main() holds the service calls.
+Locally there is nothing to publish: ``ml_service.pipelines.run_parallel_batchscore_pipeline``
+scores a CSV file with the same script across the machine's cores.
 """
 import argparse
 import logging
@@ -166,7 +170,8 @@ def build_and_publish(args: argparse.Namespace) -> int:
 
     workspace = get_workspace(WorkspaceSettings.from_env())
     compute = get_or_create_compute(workspace, ComputeSettings.from_env())
-    environment = get_environment(workspace, EnvironmentSettings.from_env())
+    rebuild = EnvironmentSettings.from_env().rebuild
+    environment = get_environment(workspace, settings.environment_settings(rebuild))
     datastore = get_datastore(workspace, AzureScoringSettings.from_env())
     scoring_input, scoring_input_file = scoring_datasets(datastore, settings.input_path)
     pipeline = build_batchscore_pipeline(workspace, compute, environment, scoring_input,

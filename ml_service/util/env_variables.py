@@ -281,6 +281,13 @@ class BatchScoringSettings:
     mini_batch_size: str = "1MB"
     error_threshold: int = 0
     run_invocation_timeout: int = 60
+    # Its own environment: ParallelRunStep's tabular input needs pandas < 2 (see the file).
+    environment_name: str = "diabetes_regression_batchscore_env"
+    conda_file: str = "diabetes_regression/batchscore_conda_dependencies.yml"
+
+    def environment_settings(self, rebuild: bool = False) -> EnvironmentSettings:
+        """The Azure ML environment the batch scoring steps run in."""
+        return EnvironmentSettings(self.environment_name, self.conda_file, rebuild)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "BatchScoringSettings":

@@ -3,17 +3,17 @@ run script on the local backend."""
 import json
 import logging
 import warnings
-from unittest.mock import MagicMock
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from azureml.core import Dataset, Environment, Workspace
-from azureml.core.authentication import AbstractAuthentication
+from azureml.core import Dataset
 from azureml.data.abstract_dataset import _DatasetRegistration
+from azureml.data import OutputFileDatasetConfig
 from azureml.data.azure_storage_datastore import AzureBlobDatastore
 from azureml.pipeline.core.graph import ModuleDef
+from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
 
 from diabetes_regression.training.train import load_sample_data, split_data, train_model
 from ml_service.errors import ConfigurationError
@@ -24,33 +24,25 @@ from ml_service.pipelines.diabetes_regression_build_parallel_batchscore_pipeline
     BATCH_STEP_NAME, COPY_SCRIPT, COPY_STEP_NAME, ENTRY_SCRIPT, SCORED_ROWS, SCORING_INPUT,
     SCORING_INPUT_FILE, SCORING_OUTPUT, BatchScoringSettings, build_batchscore_pipeline)
 from ml_service.util.env_variables import EnvironmentSettings
+from ml_service.util.manage_environment import build_environment
+from tests.azureml_offline import offline_workflow_provider, offline_workspace
 
 NAME = "diabetes_regression_model.pkl"
 COMPUTE = "cpu-cluster"
 DATASET_RUNTIME_WARNING = "ParallelRunStep requires azureml-dataset-runtime"
-# The project's environment lacks it (see the test below); the graph is the same either way.
-pytestmark = pytest.mark.filterwarnings(f"ignore:\\n{DATASET_RUNTIME_WARNING}:UserWarning")
 # The driver ParallelRunStep runs on each node; it imports the entry script.
 PARALLEL_RUN_DRIVER = "driver/amlbi_main.py"
 
 
-class OfflineAuthentication(AbstractAuthentication):
-    """Credentials that are never used: nothing here talks to the service."""
-
-
 @pytest.fixture(scope="module")
 def environment():
-    settings = EnvironmentSettings()
-    return Environment.from_conda_specification(settings.name,
-                                                str(PROJECT_ROOT / settings.conda_file))
+    """The batch scoring environment, built from its conda file as build_and_publish does."""
+    return build_environment(BatchScoringSettings().environment_settings())
 
 
 @pytest.fixture
 def workspace():
-    ws = Workspace("00000000-0000-0000-0000-000000000000", "rg", "ws",
-                   auth=OfflineAuthentication(), _disable_service_check=True)
-    ws._service_context = MagicMock()
-    return ws
+    return offline_workspace()
 
 
 def saved(dataset, workspace, saved_id):
@@ -72,7 +64,7 @@ def build_pipeline(workspace, environment):
         return build_batchscore_pipeline(
             workspace, COMPUTE, environment, saved(tabular, workspace, "tabular-id"),
             saved(files, workspace, "file-id"), datastore, settings, model_name,
-            default_datastore=datastore, workflow_provider=MagicMock())
+            default_datastore=datastore, workflow_provider=offline_workflow_provider())
     return build_it
 
 
@@ -151,13 +143,27 @@ def test_the_copy_step_writes_to_the_scoring_output_location(build_pipeline):
     assert (output.destination[1], output.mode) == ("scores/out", "upload")
 
 
-@pytest.mark.xfail(strict=True, reason="diabetes_regression/conda_dependencies.yml does not "
-                   "install azureml-dataset-runtime[fuse,pandas], which a ParallelRunStep with a "
-                   "tabular input needs on the compute; remove this mark once it does")
 def test_the_environment_has_what_a_tabular_input_needs(build_pipeline):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=f"\\n{DATASET_RUNTIME_WARNING}")
         build_pipeline()
+
+
+def test_the_training_environment_would_not_do(workspace):
+    """Why batch scoring has its own environment: pandas 3 rules out the tabular extras."""
+    datastore = AzureBlobDatastore(workspace, "workspaceblobstore", "container", "account")
+    tabular = saved(Dataset.Tabular.from_delimited_files(
+        path=[(datastore, "in.csv")], validate=False, infer_column_types=False),
+        workspace, "tabular-id")
+    training = build_environment(EnvironmentSettings())
+    with pytest.warns(UserWarning, match=DATASET_RUNTIME_WARNING):
+        ParallelRunStep(name=BATCH_STEP_NAME, inputs=[tabular.as_named_input(SCORING_INPUT)],
+                        parallel_run_config=ParallelRunConfig(
+                            environment=training, entry_script=ENTRY_SCRIPT,
+                            source_directory=str(PROJECT_ROOT), mini_batch_size="1MB",
+                            error_threshold=0, output_action="append_row",
+                            compute_target=COMPUTE, node_count=1),
+                        output=OutputFileDatasetConfig(name=SCORED_ROWS))
 
 
 def test_every_step_runs_in_the_environment(build_pipeline, environment):

@@ -3,6 +3,7 @@
 No workspace and no service call: these are the objects the Azure ML scripts hand to
 the service, checked for the values the files give them, and bad files refused.
 """
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -18,8 +19,9 @@ from ml_service.errors import ConfigurationError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.util import attach_compute, create_scoring_image, manage_environment
 from ml_service.util.attach_compute import compute_provisioning_config
-from ml_service.util.deployment_configs import (aci_deployment_config, aks_deployment_config,
-                                                inference_config, load_config)
+from ml_service.util.deployment_configs import (SCORING_SOURCE_NAME, aci_deployment_config,
+                                                aks_deployment_config, load_config,
+                                                staged_inference_config)
 from ml_service.util.env_variables import ComputeSettings, EnvironmentSettings
 from ml_service.util.manage_environment import build_environment
 
@@ -129,25 +131,51 @@ def test_bad_conda_files_are_refused_naming_the_file(write, tmp_path, text, mess
 
 # -- inference configuration -----------------------------------------------------------------
 
-def test_inference_config_runs_score_py_from_the_repository_root(environment):
-    config = inference_config(INFERENCE_FILE, environment)
-    assert isinstance(config, InferenceConfig)
-    assert config.entry_script == "diabetes_regression/scoring/score.py"
-    assert config.source_directory == str(PROJECT_ROOT.resolve())
-    assert config.environment is environment
-    assert (Path(config.source_directory) / config.entry_script).is_file()
+def test_inference_config_runs_score_py_from_a_staged_folder(environment):
+    with staged_inference_config(INFERENCE_FILE, environment) as config:
+        assert isinstance(config, InferenceConfig)
+        assert config.entry_script == "diabetes_regression/scoring/score.py"
+        staged = Path(config.source_directory)
+        assert staged.name == SCORING_SOURCE_NAME and not staged.is_relative_to(PROJECT_ROOT)
+        assert config.environment is environment
+        assert (staged / config.entry_script).read_bytes() == \
+            (PROJECT_ROOT / config.entry_script).read_bytes()
+    assert not staged.exists()
+
+
+def test_the_scoring_environment_carries_the_inference_baseline(environment, caplog):
+    """azureml-defaults (the inference server, azureml-core and the dataset runtime's fuse
+    mounts) is what the SDK checks for when it builds the inference configuration."""
+    caplog.set_level(logging.WARNING, logger="azureml.core.model")
+    with staged_inference_config(INFERENCE_FILE, environment):
+        pass
+    assert "azureml-defaults not detected" not in caplog.text
+    assert any(pin.startswith("azureml-defaults==")
+               for pin in environment.python.conda_dependencies.pip_packages)
+
+
+def test_an_environment_without_the_baseline_is_warned_about(write, caplog):
+    conda = write("name: x\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n"
+                  "      - azureml-core==1.61.0.post4\n", "conda.yml")
+    bare = build_environment(EnvironmentSettings(conda_file=conda.name),
+                             project_root=conda.parent)
+    caplog.set_level(logging.WARNING, logger="azureml.core.model")
+    with staged_inference_config(INFERENCE_FILE, bare):
+        pass
+    assert "azureml-defaults not detected" in caplog.text
 
 
 @pytest.mark.parametrize("text, message", [
     ("entryScript: diabetes_regression/scoring/nope.py\n",
      "entryScript 'diabetes_regression/scoring/nope.py': no such file"),
-    ("entryScript: ../outside.py\n", "is not inside sourceDirectory"),
-    ("entryScript: score.py\nsourceDirectory: missing\n", "sourceDirectory"),
-    ("sourceDirectory: .\n", "entryScript is missing"),
+    ("entryScript: ../outside.py\n", "is not inside the project"),
+    ("entryScript: score.py\nsourceDirectory: .\n", "unknown key 'sourceDirectory'"),
+    ("description: x\n", "entryScript is missing"),
     ("entryscript: score.py\n", "unknown key 'entryscript'"),
     ("entryScript: score.py\ncondaFile: conda.yml\n",
      "unknown key 'condaFile'; the environment is passed in"),
-    ("entryScript: broken.py\n", "the Azure ML SDK refuses the configuration"),
+    ("entryScript: broken.py\n", "cannot follow the imports of entryScript"),
+    ("entryScript: score.txt\n", "the Azure ML SDK refuses the configuration"),
 ])
 def test_bad_inference_configs_are_refused_naming_the_file(write, tmp_path, environment, text,
                                                            message):
@@ -155,10 +183,12 @@ def test_bad_inference_configs_are_refused_naming_the_file(write, tmp_path, envi
     project.mkdir()
     (project / "score.py").write_text("def init():\n    pass\n")
     (project / "broken.py").write_text("def init(:\n")
+    (project / "score.txt").write_text("")
     (tmp_path / "outside.py").write_text("")
     path = write(text)
     with pytest.raises(ConfigurationError, match=re.escape(message)) as raised:
-        inference_config(path, environment, project_root=project)
+        with staged_inference_config(path, environment, project_root=project):
+            pass  # pragma: no cover
     assert str(path) in str(raised.value)
 
 
