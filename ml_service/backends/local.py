@@ -461,17 +461,32 @@ class LocalBackend(Backend):
     def _service_dir(self, service_name: str) -> Path:
         return self.root / "deployments" / check_name("service", service_name)
 
+    @contextmanager
+    def _service_lock(self, service_name: str) -> Iterator[Path]:
+        """Serialise deploy and stop of one service across processes; yield its folder."""
+        service_dir = self._service_dir(service_name)
+        service_dir.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(service_dir.parent / f".{service_name}.lock"):
+            yield service_dir
+
     def deploy_model(self, model: ModelVersion, service_name: str,
                      spec: ServiceSpec) -> Deployment:
-        service_dir = self._service_dir(service_name)
-        self.delete_deployment(service_name)
-        shutil.rmtree(service_dir, ignore_errors=True)
-        # The Azure ML container layout: <model dir>/<name>/<version>/<file>.
-        self.download_model(model, service_dir / "model" / model.name / str(model.version))
-        record = local_server.start_server(spec.entry_script, service_dir, self.scoring_port)
-        record.update({"name": service_name, "model_name": model.name,
-                       "model_version": model.version})
-        local_server.write_record(service_dir, record)
+        """Replace the service: one deploy at a time per service, and a server is either
+        recorded or stopped, even when the deploy is interrupted."""
+        with self._service_lock(service_name) as service_dir:
+            local_server.stop_server(service_dir)
+            shutil.rmtree(service_dir, ignore_errors=True)
+            # The Azure ML container layout: <model dir>/<name>/<version>/<file>.
+            self.download_model(model, service_dir / "model" / model.name / str(model.version))
+            record = local_server.start_server(spec.entry_script, service_dir,
+                                               self.scoring_port)
+            record.update({"name": service_name, "model_name": model.name,
+                           "model_version": model.version})
+            try:
+                local_server.write_record(service_dir, record)
+            except BaseException:
+                local_server.terminate(record["pid"])
+                raise
         return Deployment(service_name, record["scoring_uri"], model.name, model.version)
 
     def get_deployment(self, service_name: str) -> Optional[Deployment]:
@@ -482,7 +497,8 @@ class LocalBackend(Backend):
                           int(record["model_version"]))
 
     def delete_deployment(self, service_name: str) -> bool:
-        return local_server.stop_server(self._service_dir(service_name))
+        with self._service_lock(service_name) as service_dir:
+            return local_server.stop_server(service_dir)
 
 
 def read_csv(path: Path) -> pd.DataFrame:

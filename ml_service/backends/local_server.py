@@ -61,8 +61,9 @@ def start_server(entry_script: Path, service_dir: Path, port: int = 0,
                 process.pid, log_path)
     try:
         wait_until_healthy(base_url, process, log_path, timeout_s)
-    except DeploymentError:
-        _terminate(process.pid)
+    except BaseException:
+        # A failed start, or Ctrl-C while waiting: stop what was started, leave no orphan.
+        terminate(process.pid)
         raise
     return {"pid": process.pid, "port": port, "url": base_url,
             "scoring_uri": f"{base_url}/score", "log": str(log_path)}
@@ -112,16 +113,17 @@ def is_running(record: Dict[str, Any]) -> bool:
 
 
 def stop_server(service_dir: Path) -> bool:
-    """Stop the service recorded in a folder; return False if none was recorded."""
+    """Stop the service recorded in a folder and forget it; return False if no recorded
+    server was running (no record, or its process is gone)."""
     record = read_record(service_dir)
     if record is None:
         return False
-    pid = int(record.get("pid", 0))
-    if pid and _is_our_server(pid):
-        LOGGER.info("Stopping the scoring server (pid %d)", pid)
-        _terminate(pid)
+    running = is_running(record)
+    if running:
+        LOGGER.info("Stopping the scoring server (pid %d)", int(record["pid"]))
+        terminate(int(record["pid"]))
     (service_dir / RECORD).unlink(missing_ok=True)
-    return True
+    return running
 
 
 def _is_our_server(pid: int) -> bool:
@@ -140,7 +142,7 @@ def _is_our_server(pid: int) -> bool:
     return True
 
 
-def _terminate(pid: int) -> None:
+def terminate(pid: int) -> None:
     """Stop a server's whole process group: SIGTERM, then SIGKILL after a grace period."""
     for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 2.0)):
         try:

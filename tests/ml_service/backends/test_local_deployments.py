@@ -1,0 +1,92 @@
+"""Local deployments never orphan a server: concurrent deploys, an interrupted deploy, stop."""
+import logging
+import os
+import threading
+from pathlib import Path
+
+import joblib
+import pytest
+
+from diabetes_regression.training.train import split_data, train_model
+from ml_service.backends import local_server
+from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
+from ml_service.util import deploy_local
+from tests.conftest import make_frame
+
+pytestmark = pytest.mark.integration
+MODEL = "model.pkl"
+SERVICE = "svc"
+
+
+@pytest.fixture
+def production(backend, tmp_path):
+    """A registered production model trained by the model package on generated data."""
+    path = tmp_path / MODEL
+    joblib.dump(train_model(split_data(make_frame()), {}), path)
+    run_id = backend.start_pipeline_run("p", {})
+    version = backend.register_model(MODEL, path, run_id, {}).version
+    backend.set_production_model(MODEL, version)
+    return backend.get_model(MODEL, version)
+
+
+def servers_of(service_dir: Path) -> list:
+    """Process ids of azmlinfsrv processes serving this service's model folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"azmlinfsrv" in part for part in cmdline) \
+                and str(service_dir / "model").encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_two_deploys_at_once_leave_one_recorded_server(backend, production):
+    service_dir = backend.root / "deployments" / SERVICE
+    errors = []
+
+    def deploy():
+        try:
+            backend.deploy_model(production, SERVICE, scoring_service_spec())
+        except Exception as err:  # surfaced by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors
+    record = local_server.read_record(service_dir)
+    assert servers_of(service_dir) == [record["pid"]]
+    assert backend.delete_deployment(SERVICE) is True
+    assert servers_of(service_dir) == []
+
+
+def test_an_interrupted_deploy_stops_the_server_it_started(backend, production, monkeypatch):
+    service_dir = backend.root / "deployments" / SERVICE
+
+    def interrupted(base_url, process, log_path, timeout_s):
+        assert servers_of(service_dir) == [process.pid]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_server, "wait_until_healthy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        backend.deploy_model(production, SERVICE, scoring_service_spec())
+    assert servers_of(service_dir) == []
+    assert local_server.read_record(service_dir) is None
+
+
+def test_stop_says_was_not_running_when_the_recorded_server_is_gone(backend, caplog):
+    service_dir = backend.root / "deployments" / SERVICE
+    service_dir.mkdir(parents=True)
+    gone = os.getpid() + 100_000  # beyond the default pid range: no such process
+    local_server.write_record(service_dir, {"pid": gone, "scoring_uri": "http://127.0.0.1:1/"})
+    caplog.set_level(logging.INFO)
+    assert deploy_local.main(["stop", "--service", SERVICE]) == 0
+    assert f"Service '{SERVICE}' was not running" in caplog.text
+    assert local_server.read_record(service_dir) is None
