@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint benchmark batchscore benchmark-batchscore clean
+.PHONY: help run test lint benchmark benchmark-scoring batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ lint: $(STAMP) ## Lint with flake8 (blocks the build)
 
 benchmark: $(STAMP) ## Time the local loop and each step against a one-process baseline
 	$(BIN)/python -m benchmarks.benchmark_local_loop
+
+benchmark-scoring: $(STAMP) ## Requests/s of score.py vs an MLOpsPython-style score.py in azmlinfsrv
+	$(BIN)/python -m benchmarks.benchmark_scoring
 
 batchscore: $(STAMP) ## Score a CSV with the production model on all cores (INPUT=file.csv OUTPUT=scored.csv)
 	$(BIN)/python -m ml_service.pipelines.run_parallel_batchscore_pipeline $(if $(INPUT),--input $(INPUT)) $(if $(OUTPUT),--output $(OUTPUT))

@@ -4,7 +4,8 @@ ParallelRunStep calls ``init()`` once per worker process and ``run(mini_batch)``
 every mini-batch of a tabular dataset (a pandas DataFrame). ``run`` returns the same
 rows, in the same order, with two columns appended:
 
-- ``prediction``: the model's prediction, empty (NaN) for a row that cannot be scored;
+- ``prediction``: the model package's prediction (``training.prediction.predict``: a value,
+  or a classifier's positive-class probability), empty (NaN) for a row that cannot be scored;
 - ``error``: empty for a scored row, else ``row N: <every problem of the row>``
   (a missing value, a value that is not a number, an infinite value).
 
@@ -42,6 +43,7 @@ if not __package__:
     # project's imports below resolve as they do for every other step script.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from diabetes_regression.training.prediction import RESULT_KEY, predict  # noqa: E402
 from diabetes_regression.training.train import TARGET_COLUMN  # noqa: E402
 from ml_service.backends import get_backend  # noqa: E402
 from ml_service.backends.base import Backend, ModelVersion  # noqa: E402
@@ -198,13 +200,11 @@ def _predictions(fitted: Any, matrix: np.ndarray, good: Optional[np.ndarray]) ->
     if names is not None:
         # A model fitted on a data frame checks the names of what it is given.
         matrix = pd.DataFrame(matrix, columns=list(names))
+    # What a prediction is (a value, a probability) is the model package's choice.
     if good is None:
-        predicted = np.asarray(fitted.predict(matrix)) if len(matrix) else np.empty(0)
+        predicted = predict(fitted, matrix)[RESULT_KEY] if len(matrix) else np.empty(0)
     else:
-        predicted = np.asarray(fitted.predict(matrix[good])) if good.any() else np.empty(0)
-    if predicted.ndim != 1:
-        raise ValueError(f"the model returned predictions of shape {predicted.shape}; batch "
-                         "scoring appends one prediction per row")
+        predicted = predict(fitted, matrix[good])[RESULT_KEY] if good.any() else np.empty(0)
     if good is None:
         return predicted
     numeric = predicted.dtype.kind in "fiub"

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import requests
 
 from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.prediction import RESULT_KEY
 from ml_service.errors import ConfigurationError, MLOpsError
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import load_dotenv_file
@@ -49,9 +50,9 @@ def check_answer(sample: Mapping[str, Any], status: int, body: Any) -> List[floa
     """Return the predictions if the answer fits the sample, else raise SmokeTestError."""
     if status != 200:
         raise SmokeTestError(f"the service answered {status}: {body}")
-    if not isinstance(body, dict) or not isinstance(body.get("result"), list):
-        raise SmokeTestError(f"the answer has no 'result' list: {body!r}")
-    result = body["result"]
+    if not isinstance(body, dict) or not isinstance(body.get(RESULT_KEY), list):
+        raise SmokeTestError(f"the answer has no {RESULT_KEY!r} list: {body!r}")
+    result = body[RESULT_KEY]
     expected = len(sample["data"])
     if len(result) != expected:
         raise SmokeTestError(f"{len(result)} predictions for {expected} rows")
