@@ -1,11 +1,13 @@
 """Model parameters and gate thresholds, read from ``parameters.json``."""
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "parameters.json"
+# A scoring request's body limit when parameters.json does not set one: 1 MiB.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 class ParametersError(ValueError):
@@ -23,10 +25,40 @@ class EvaluationParameters:
 
 @dataclass(frozen=True)
 class ScoringParameters:
-    """A sample request for the scoring service and its row limit."""
+    """A sample request for the scoring service and its limits: rows, and body bytes."""
 
     sample: Dict[str, Any]
     max_rows: int
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+SHIFT_STATISTICS = ("psi", "ks")
+SHIFT_ACTIONS = ("warn", "fail")
+
+
+@dataclass(frozen=True)
+class ShiftRule:
+    """When a feature's distribution has moved from the production model's training data.
+
+    ``statistic`` is ``psi`` (population stability index over ``bins`` quantile bins of the
+    reference) or ``ks`` (the two-sample Kolmogorov-Smirnov distance, 0 to 1); a feature whose
+    statistic exceeds ``threshold`` has shifted, which warns or fails as ``action`` says.
+    """
+
+    statistic: str = "psi"
+    threshold: float = 0.25
+    bins: int = 10
+    action: str = "warn"
+
+
+@dataclass(frozen=True)
+class ValidationParameters:
+    """The rules of the data validation step."""
+
+    min_rows: int = 20
+    min_target_std: float = 1e-6
+    max_target_correlation: float = 0.99
+    shift: ShiftRule = field(default_factory=ShiftRule)
 
 
 @dataclass(frozen=True)
@@ -38,6 +70,7 @@ class Parameters:
     registration_tags: Tuple[str, ...]
     scoring: ScoringParameters
     source: str = ""
+    validation: ValidationParameters = field(default_factory=ValidationParameters)
 
 
 def load_parameters(path: Optional[Path] = None) -> Parameters:
@@ -85,14 +118,65 @@ def parse_parameters(raw: Any, source: str = "") -> Parameters:
     max_rows = scoring.get("max_rows", 1000)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise ParametersError("scoring.max_rows must be a whole number >= 1")
+    max_body_bytes = scoring.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    if (isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int)
+            or max_body_bytes < 1):
+        raise ParametersError("scoring.max_body_bytes must be a whole number >= 1")
 
     return Parameters(
         training=dict(training),
         evaluation=EvaluationParameters(metric, higher, float(min_improvement)),
         registration_tags=tuple(tags),
-        scoring=ScoringParameters(sample=sample, max_rows=max_rows),
+        scoring=ScoringParameters(sample=sample, max_rows=max_rows,
+                                  max_body_bytes=max_body_bytes),
         source=source,
+        validation=parse_validation(root.get("validation", {})),
     )
+
+
+def parse_validation(raw: Any) -> ValidationParameters:
+    """Check the optional ``validation`` section; a missing key takes its default."""
+    section = _known_keys(_section(raw, "validation"), "validation",
+                          ("min_rows", "min_target_std", "max_target_correlation", "shift"))
+    defaults = ValidationParameters()
+    min_rows = section.get("min_rows", defaults.min_rows)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise ParametersError("validation.min_rows must be a whole number >= 1")
+    min_std = section.get("min_target_std", defaults.min_target_std)
+    if not _is_number(min_std) or min_std < 0:
+        raise ParametersError("validation.min_target_std must be a number >= 0")
+    max_correlation = section.get("max_target_correlation", defaults.max_target_correlation)
+    if not _is_number(max_correlation) or not 0 < max_correlation <= 1:
+        raise ParametersError("validation.max_target_correlation must be a number in (0, 1]")
+    shift = _known_keys(_section(section.get("shift", {}), "validation.shift"),
+                        "validation.shift", ("statistic", "threshold", "bins", "action"))
+    statistic = shift.get("statistic", defaults.shift.statistic)
+    if statistic not in SHIFT_STATISTICS:
+        raise ParametersError("validation.shift.statistic must be one of "
+                              + ", ".join(SHIFT_STATISTICS))
+    threshold = shift.get("threshold", defaults.shift.threshold)
+    if not _is_number(threshold) or threshold <= 0 or (statistic == "ks" and threshold >= 1):
+        raise ParametersError("validation.shift.threshold must be a number > 0 "
+                              "(and < 1 for the ks statistic)")
+    bins = shift.get("bins", defaults.shift.bins)
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ParametersError("validation.shift.bins must be a whole number >= 2")
+    action = shift.get("action", defaults.shift.action)
+    if action not in SHIFT_ACTIONS:
+        raise ParametersError("validation.shift.action must be one of "
+                              + ", ".join(SHIFT_ACTIONS))
+    return ValidationParameters(min_rows=min_rows, min_target_std=float(min_std),
+                                max_target_correlation=float(max_correlation),
+                                shift=ShiftRule(statistic, float(threshold), bins, action))
+
+
+def _known_keys(section: Mapping[str, Any], name: str,
+                known: Tuple[str, ...]) -> Mapping[str, Any]:
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ParametersError(f"{name} has unknown key(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(known)}")
+    return section
 
 
 def _section(value: Any, name: str) -> Mapping[str, Any]:

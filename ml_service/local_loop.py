@@ -3,7 +3,8 @@
     python -m ml_service.local_loop        (what `make run` runs)
 
 1. registers the sample dataset if the local store lacks it;
-2. runs the training pipeline (train, evaluate, register) with the local executor;
+2. runs the training pipeline (validate data, train, evaluate, register) with the local
+   executor;
 3. deploys the production model in azureml-inference-server-http;
 4. smoke-tests it with the sample from parameters.json, then stops it;
 and prints a summary.
@@ -19,6 +20,7 @@ from typing import Dict, Iterator, List, Optional
 
 from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
 from diabetes_regression.parameters import load_parameters
+from diabetes_regression.validate.validate_data import SUMMARY_TAG as DATA_CHECK_TAG
 from ml_service.backends.local import LocalBackend
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
 from ml_service.pipelines.local_executor import execute, make_runner
@@ -47,6 +49,7 @@ class LoopSummary:
     seconds: float
     tracking_uri: str
     timings: Dict[str, float] = field(default_factory=dict)
+    data_check: str = ""
 
     def lines(self) -> List[str]:
         """The summary as printable lines."""
@@ -54,6 +57,7 @@ class LoopSummary:
         return [
             "Summary",
             f"  pipeline run   {self.run_id} ({self.run_status})",
+            f"  data check     {self.data_check or 'not recorded'}",
             f"  metrics        {metrics}",
             f"  decision       {self.decision}",
             f"  model          {self.model_name} version {self.model_version} (production)",
@@ -129,6 +133,7 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
         seconds=time.monotonic() - started,
         tracking_uri=backend.tracking_uri,
         timings=timings,
+        data_check=run_tags.get(DATA_CHECK_TAG, ""),
     )
 
 

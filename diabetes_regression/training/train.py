@@ -43,7 +43,10 @@ def validate_data(df: pd.DataFrame) -> None:
     features = df.drop(columns=[TARGET_COLUMN], errors="ignore")
     if features.shape[1] == 0:
         problems.append("there are no feature columns")
-    non_numeric = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    # A header-only file has no values, and pandas reads its empty columns as text: they
+    # are not "non-numeric", there is just nothing in them.
+    non_numeric = [] if df.empty else [
+        str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if non_numeric:
         problems.append(f"non-numeric columns: {', '.join(non_numeric)}")
     elif not df.empty:

@@ -1,6 +1,8 @@
 """Train step: train the model on a registered dataset and save it to the step output.
 
-Runs the same way in a local pipeline, on Azure ML, or by hand::
+In the pipeline it trains on the dataset version the validate step passed (--validated_data).
+By hand it takes MLOpsPython's arguments: --dataset_version, or --data_file_path, a file it
+checks with the validation rules (without the production reference) and registers first::
 
     python diabetes_regression/training/train_aml.py --step_output out/ \\
         --dataset_name diabetes_ds
@@ -15,13 +17,15 @@ from typing import Any, Optional
 
 import joblib
 
-from diabetes_regression.parameters import ParametersError, load_parameters
-from diabetes_regression.training.train import (get_model_metrics, split_data, train_model,
-                                                validate_data)
+from diabetes_regression.parameters import (ParametersError, ValidationParameters,
+                                            load_parameters)
+from diabetes_regression.training.train import (DataValidationError, get_model_metrics,
+                                                split_data, train_model, validate_data)
+from diabetes_regression.validate.validate_data import read_data_file, read_validated_data
+from diabetes_regression.validate.validation import validate_frame
 from ml_service.backends import get_backend
 from ml_service.backends.base import Backend, DatasetVersion
-from ml_service.backends.local import read_csv
-from ml_service.errors import DatasetNotFoundError
+from ml_service.errors import ConfigurationError, DatasetNotFoundError
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
 from ml_service.util.training_record import TrainingRecord, write_training_record
@@ -44,17 +48,29 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
                         help="id of the run (e.g. a CI build) that started this pipeline")
     parser.add_argument("--dataset_name", help="dataset name (default: DATASET_NAME)")
     parser.add_argument("--parameters", type=Path, help="parameters.json to use")
+    parser.add_argument("--validated_data", type=Path,
+                        help="folder written by the validate step: train on the dataset "
+                             "version it passed (instead of --dataset_version)")
     return parser.parse_args(argv)
 
 
-def resolve_dataset(backend: Backend, name: str, version: str,
-                    data_file_path: str) -> DatasetVersion:
+def check_data_file(path: Path, rules: ValidationParameters) -> None:
+    """Raise DataValidationError naming every problem the validation rules find in a file."""
+    frame, header = read_data_file(path)
+    problems = validate_frame(frame, rules, header=header).problems
+    if problems:
+        raise DataValidationError("invalid data: " + "; ".join(problems))
+    validate_data(frame)
+
+
+def resolve_dataset(backend: Backend, name: str, version: str, data_file_path: str,
+                    rules: Optional[ValidationParameters] = None) -> DatasetVersion:
     """Return the dataset to train on, registering ``data_file_path`` first if given."""
     if data_file_path and data_file_path.lower() != NONE:
         if Path(data_file_path).is_file():
             # Check a local file before it becomes a dataset version (on Azure ML the
             # path is on the datastore: the data is checked once loaded).
-            validate_data(read_csv(Path(data_file_path)))
+            check_data_file(Path(data_file_path), rules or ValidationParameters())
         return backend.register_dataset(name, Path(data_file_path),
                                         description="registered by the train step")
     dataset = backend.find_dataset(name, version)
@@ -62,6 +78,16 @@ def resolve_dataset(backend: Backend, name: str, version: str,
         raise DatasetNotFoundError(
             f"dataset {name!r} version {version!r} is not registered; register it "
             "(make run registers the sample) or pass --data_file_path")
+    return dataset
+
+
+def validated_dataset(backend: Backend, folder: Path) -> DatasetVersion:
+    """The dataset version the validate step passed, as its output folder records it."""
+    name, version = read_validated_data(folder)
+    dataset = backend.find_dataset(name, str(version))
+    if dataset is None:
+        raise DatasetNotFoundError(f"dataset {name!r} version {version}, passed by the "
+                                   "validate step, is not registered")
     return dataset
 
 
@@ -97,9 +123,15 @@ def train(args: argparse.Namespace) -> int:
     model_name = args.model_name or settings.model_name
     dataset_name = args.dataset_name or settings.dataset_name
     backend = get_backend(training=settings)
+    if args.validated_data is not None and args.data_file_path.lower() != NONE:
+        raise ConfigurationError("pass --validated_data (the validate step's output) or "
+                                 "--data_file_path, not both")
     with backend.step_run("train") as run:
-        dataset = resolve_dataset(backend, dataset_name, args.dataset_version,
-                                  args.data_file_path)
+        if args.validated_data is not None:
+            dataset = validated_dataset(backend, args.validated_data)
+        else:
+            dataset = resolve_dataset(backend, dataset_name, args.dataset_version,
+                                      args.data_file_path, parameters.validation)
         frame = backend.load_dataset(dataset)
         validate_data(frame)
         LOGGER.info("Training on dataset %s version %d (%d rows)", dataset.name,

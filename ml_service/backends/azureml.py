@@ -141,6 +141,11 @@ class AzureStepRun(StepRun):
         self._pipeline.tag(CANCEL_TAG, reason)
         self._pipeline.cancel()
 
+    def log_artifact(self, path: Path, artifact_path: str = "") -> None:
+        # The name is the file's path among the run's outputs; Azure ML uses "/" in it.
+        name = "/".join(part for part in (artifact_path.strip("/"), Path(path).name) if part)
+        self._run.upload_file(name=name, path_or_stream=str(path))
+
 
 class AzureMLBackend(Backend):
     """Runs, datasets, models, published pipelines and web services of an Azure ML workspace."""

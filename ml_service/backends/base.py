@@ -105,6 +105,10 @@ class StepRun(ABC):
     def cancel_pipeline(self, reason: str) -> None:
         """Cancel the pipeline run: the steps after this one do not run."""
 
+    @abstractmethod
+    def log_artifact(self, path: Path, artifact_path: str = "") -> None:
+        """Attach a file to the step run, in the folder ``artifact_path`` of its artifacts."""
+
 
 class Backend(ABC):
     """Runs, datasets, the model registry and deployments of one platform."""

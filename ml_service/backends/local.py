@@ -152,6 +152,9 @@ class LocalStepRun(StepRun):
         self._client.set_tag(self.pipeline_run_id, CANCEL_TAG, reason)
         self._client.set_terminated(self.pipeline_run_id, "KILLED")
 
+    def log_artifact(self, path: Path, artifact_path: str = "") -> None:
+        self._client.log_artifact(self.id, str(path), artifact_path or None)
+
 
 class LocalBackend(Backend):
     """Runs and models in MLflow on SQLite, datasets and deployments in files."""

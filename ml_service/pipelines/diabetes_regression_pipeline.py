@@ -7,6 +7,7 @@ from ml_service.pipelines.definition import (DataRef, ParameterRef, PipelineDefi
                                              PipelineParameter, Step)
 from ml_service.util.env_variables import TrainingSettings
 
+VALIDATE_SCRIPT = "diabetes_regression/validate/validate_data.py"
 TRAIN_SCRIPT = "diabetes_regression/training/train_aml.py"
 EVALUATE_SCRIPT = "diabetes_regression/evaluate/evaluate_model.py"
 REGISTER_SCRIPT = "diabetes_regression/register/register_model.py"
@@ -15,20 +16,33 @@ INFERENCE_CONFIG = "diabetes_regression/scoring/inference_config.yml"
 DEPLOYMENT_CONFIGS = {"ACI": "diabetes_regression/scoring/deployment_config_aci.yml",
                       "AKS": "diabetes_regression/scoring/deployment_config_aks.yml"}
 MODEL_DATA = "pipeline_data"
+# Which dataset version passed the validate step: the train step trains on that one.
+VALIDATED_DATA = "validated_data"
 
 
 def build_training_pipeline(settings: TrainingSettings) -> PipelineDefinition:
-    """Train, (evaluate,) register: the steps, their arguments and data edges."""
+    """Validate, train, (evaluate,) register: the steps, their arguments and data edges."""
     model_name = ParameterRef("model_name")
+    # Never reused: the checks depend on the production model and on what "latest" is now.
+    validate = Step(
+        name="Validate Data",
+        script=VALIDATE_SCRIPT,
+        arguments=("--model_name", model_name,
+                   "--dataset_name", settings.dataset_name,
+                   "--dataset_version", ParameterRef("dataset_version"),
+                   "--data_file_path", ParameterRef("data_file_path"),
+                   "--step_output", DataRef(VALIDATED_DATA)),
+        outputs=(VALIDATED_DATA,),
+    )
     train = Step(
         name="Train Model",
         script=TRAIN_SCRIPT,
         arguments=("--model_name", model_name,
                    "--step_output", DataRef(MODEL_DATA),
-                   "--dataset_version", ParameterRef("dataset_version"),
-                   "--data_file_path", ParameterRef("data_file_path"),
+                   "--validated_data", DataRef(VALIDATED_DATA),
                    "--caller_run_id", ParameterRef("caller_run_id"),
                    "--dataset_name", settings.dataset_name),
+        inputs=(VALIDATED_DATA,),
         outputs=(MODEL_DATA,),
         allow_reuse=True,
     )
@@ -46,7 +60,8 @@ def build_training_pipeline(settings: TrainingSettings) -> PipelineDefinition:
         arguments=("--model_name", model_name, "--step_input", DataRef(MODEL_DATA)),
         inputs=(MODEL_DATA,),
     )
-    steps = (train, evaluate, register) if settings.run_evaluation else (train, register)
+    steps = ((validate, train, evaluate, register) if settings.run_evaluation
+             else (validate, train, register))
     return PipelineDefinition(
         name=settings.pipeline_name,
         source_directory=PROJECT_ROOT,
@@ -54,7 +69,7 @@ def build_training_pipeline(settings: TrainingSettings) -> PipelineDefinition:
                     PipelineParameter("dataset_version", "latest"),
                     PipelineParameter("data_file_path", "none"),
                     PipelineParameter("caller_run_id", "none")),
-        data=(MODEL_DATA,),
+        data=(VALIDATED_DATA, MODEL_DATA),
         steps=steps,
     )
 

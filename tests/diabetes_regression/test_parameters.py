@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from diabetes_regression.parameters import (DEFAULT_PATH, ParametersError, load_parameters,
+from diabetes_regression.parameters import (DEFAULT_PATH, ParametersError,
+                                            ValidationParameters, load_parameters,
                                             parse_parameters)
 
 GOOD = json.loads(DEFAULT_PATH.read_text())
@@ -63,3 +64,41 @@ def test_document_must_be_an_object(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ParametersError, match="must be a JSON object"):
         load_parameters(path)
+
+
+def test_the_validation_rules_load():
+    rules = load_parameters().validation
+    assert (rules.min_rows, rules.shift.statistic, rules.shift.action) == (20, "psi", "warn")
+
+
+def test_without_a_validation_section_the_defaults_apply():
+    assert parse_parameters(changed(["validation"], KeyError)).validation \
+        == ValidationParameters()
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (["validation"], [], "validation must be a JSON object"),
+    (["validation", "min_row"], 5, "validation has unknown key\\(s\\) min_row"),
+    (["validation", "min_rows"], 0, "validation.min_rows must be a whole number >= 1"),
+    (["validation", "min_rows"], 2.5, "validation.min_rows"),
+    (["validation", "min_target_std"], -1, "validation.min_target_std must be a number >= 0"),
+    (["validation", "max_target_correlation"], 0, "validation.max_target_correlation"),
+    (["validation", "max_target_correlation"], 1.5, "validation.max_target_correlation"),
+    (["validation", "shift"], "psi", "validation.shift must be a JSON object"),
+    (["validation", "shift", "statistic"], "chi2", "validation.shift.statistic must be one of"),
+    (["validation", "shift", "threshold"], 0, "validation.shift.threshold must be a number > 0"),
+    (["validation", "shift", "threshold"], True, "validation.shift.threshold"),
+    (["validation", "shift", "bins"], 1, "validation.shift.bins must be a whole number >= 2"),
+    (["validation", "shift", "action"], "stop", "validation.shift.action must be one of warn"),
+    (["validation", "shift", "limit"], 1, "validation.shift has unknown key\\(s\\) limit"),
+])
+def test_bad_validation_rules_are_named(path, value, message):
+    with pytest.raises(ParametersError, match=message):
+        parse_parameters(changed(path, value))
+
+
+def test_a_ks_threshold_must_be_below_one():
+    document = changed(["validation", "shift", "statistic"], "ks")
+    document["validation"]["shift"]["threshold"] = 1.0
+    with pytest.raises(ParametersError, match="validation.shift.threshold"):
+        parse_parameters(document)

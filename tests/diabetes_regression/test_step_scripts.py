@@ -51,6 +51,13 @@ def test_train_on_a_missing_dataset(backend, out, caplog):
      "missing values (NaN) in columns: Y"),
     (lambda p: p.write_text(""), "is empty"),
     (lambda p: p.write_text("x0,Y\n"), "no rows"),
+    # By hand, a data file gets the validate step's checks (those without a reference).
+    (lambda p: make_frame().assign(Y=1.0).to_csv(p, index=False), "(near) zero variance"),
+    (lambda p: make_frame().assign(x3=lambda f: f["Y"]).to_csv(p, index=False),
+     "feature 'x3' is identical to the target 'Y' (leakage)"),
+    (lambda p: p.write_text(make_frame().to_csv(index=False).replace("x2", "x1", 1)),
+     "duplicated column names: x1"),
+    (lambda p: make_frame(rows=1).to_csv(p, index=False), "too few rows"),
 ])
 def test_train_on_bad_data_changes_nothing(backend, tmp_path, out, caplog, write, message):
     path = tmp_path / "bad.csv"

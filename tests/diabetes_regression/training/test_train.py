@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,3 +73,10 @@ def test_split_then_train_then_score_on_sample_data():
     metrics = get_model_metrics(train_model(data, {"alpha": 0.5}), data)
     assert 0 < metrics["r2"] < 1 and metrics["mse"] > 0
     assert isinstance(pd.Series(metrics).sum(), float)
+
+
+def test_a_header_only_file_has_no_rows_and_is_not_called_non_numeric():
+    frame = pd.read_csv(io.StringIO("x0,x1,Y\n"))
+    with pytest.raises(DataValidationError) as raised:
+        validate_data(frame)
+    assert str(raised.value) == "invalid training data: the dataset has no rows"

@@ -30,8 +30,9 @@ def production(backend, tmp_path):
 
 
 def servers_of(service_dir: Path) -> list:
-    """Process ids of azmlinfsrv processes serving this service's model folder."""
-    found = []
+    """Process ids of the azmlinfsrv servers serving this service's model folder (the main
+    processes: their workers, which carry the same command line, are left out)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -41,8 +42,9 @@ def servers_of(service_dir: Path) -> list:
             continue
         if any(b"azmlinfsrv" in part for part in cmdline) \
                 and str(service_dir / "model").encode() in cmdline:
-            found.append(int(entry.name))
-    return found
+            stat = (entry / "stat").read_text()
+            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 def test_two_deploys_at_once_leave_one_recorded_server(backend, production):

@@ -12,6 +12,7 @@ from ml_service.pipelines.azureml_pipeline import build_run_configuration, trans
 from ml_service.pipelines.definition import DataRef, ParameterRef
 from ml_service.pipelines.diabetes_regression_pipeline import (EVALUATE_SCRIPT, MODEL_DATA,
                                                                REGISTER_SCRIPT, TRAIN_SCRIPT,
+                                                               VALIDATE_SCRIPT, VALIDATED_DATA,
                                                                build_training_pipeline)
 from ml_service.util.env_variables import (AzureScoringSettings, EnvironmentSettings,
                                            TrainingSettings)
@@ -61,9 +62,10 @@ def edges(pipeline, run_after):
 
 
 @pytest.mark.parametrize("settings, steps, scripts", [
-    (WITH_EVALUATION, ["Train Model", "Evaluate Model", "Register Model"],
-     [TRAIN_SCRIPT, EVALUATE_SCRIPT, REGISTER_SCRIPT]),
-    (WITHOUT_EVALUATION, ["Train Model", "Register Model"], [TRAIN_SCRIPT, REGISTER_SCRIPT]),
+    (WITH_EVALUATION, ["Validate Data", "Train Model", "Evaluate Model", "Register Model"],
+     [VALIDATE_SCRIPT, TRAIN_SCRIPT, EVALUATE_SCRIPT, REGISTER_SCRIPT]),
+    (WITHOUT_EVALUATION, ["Validate Data", "Train Model", "Register Model"],
+     [VALIDATE_SCRIPT, TRAIN_SCRIPT, REGISTER_SCRIPT]),
 ])
 def test_one_script_node_per_step_in_run_order_on_the_compute(build, settings, steps, scripts):
     pipeline = build(settings)
@@ -77,18 +79,23 @@ def test_one_script_node_per_step_in_run_order_on_the_compute(build, settings, s
 
 @pytest.mark.parametrize("settings, readers, order", [
     (WITH_EVALUATION, ["Evaluate Model", "Register Model"],
-     [("Train Model", "Evaluate Model"), ("Evaluate Model", "Register Model")]),
-    (WITHOUT_EVALUATION, ["Register Model"], [("Train Model", "Register Model")]),
+     [("Validate Data", "Train Model"), ("Train Model", "Evaluate Model"),
+      ("Evaluate Model", "Register Model")]),
+    (WITHOUT_EVALUATION, ["Register Model"],
+     [("Validate Data", "Train Model"), ("Train Model", "Register Model")]),
 ])
-def test_model_data_flows_from_train_to_the_later_steps_in_order(build, settings, readers, order):
+def test_data_flows_from_validate_to_train_to_the_later_steps_in_order(build, settings, readers,
+                                                                       order):
     pipeline = build(settings)
-    assert sorted(edges(pipeline, run_after=False)) == [
-        ("Train Model", MODEL_DATA, reader, MODEL_DATA) for reader in readers]
+    assert sorted(edges(pipeline, run_after=False)) == sorted(
+        [("Validate Data", VALIDATED_DATA, "Train Model", VALIDATED_DATA)]
+        + [("Train Model", MODEL_DATA, reader, MODEL_DATA) for reader in readers])
     assert [(source, dest) for source, _, dest, _ in edges(pipeline, run_after=True)] == order
 
 
-def test_model_data_is_written_to_the_default_datastore(build):
-    train = next(iter(build().graph.module_nodes))
+def test_both_data_edges_are_written_to_the_default_datastore(build):
+    validate, train = list(build().graph.module_nodes)[:2]
+    assert validate.get_output(VALIDATED_DATA).datastore_name == DATASTORE
     assert train.get_output(MODEL_DATA).datastore_name == DATASTORE
 
 
@@ -124,11 +131,17 @@ def test_arguments_refer_to_pipeline_parameters_and_data(build):
         list(annotated(step)) for step in definition.steps]
     assert [str(arg) for arg in nodes[-1].module_def._arguments] == [
         "--model_name", "parameter:model_name", "--step_input", f"input:{MODEL_DATA}"]
+    assert [str(arg) for arg in nodes[0].module_def._arguments] == [
+        "--model_name", "parameter:model_name", "--dataset_name", "diabetes_ds",
+        "--dataset_version", "parameter:dataset_version",
+        "--data_file_path", "parameter:data_file_path", "--step_output",
+        f"output:{VALIDATED_DATA}"]
+    assert f"input:{VALIDATED_DATA}" in [str(arg) for arg in nodes[1].module_def._arguments]
 
 
 def test_only_the_train_step_may_be_reused(build):
     nodes = build().graph.module_nodes
-    assert [node.module_def.allow_reuse for node in nodes] == [True, False, False]
+    assert [node.module_def.allow_reuse for node in nodes] == [False, True, False, False]
 
 
 def test_every_step_runs_in_the_environment(build, environment):
@@ -152,8 +165,9 @@ def test_the_settings_a_step_reads_on_the_compute_reach_every_step(build, env, e
 
 def test_a_missing_script_fails_while_the_graph_is_built(build):
     definition = build_training_pipeline(WITH_EVALUATION)
-    broken = replace(definition.steps[1], script="diabetes_regression/evaluate/missing.py")
-    definition = replace(definition, steps=(definition.steps[0], broken, definition.steps[2]))
+    broken = replace(definition.steps[2], script="diabetes_regression/evaluate/missing.py")
+    definition = replace(definition, steps=definition.steps[:2] + (broken,)
+                         + definition.steps[3:])
     with pytest.raises(ValueError, match="missing.py"):
         build(definition=definition)
 
@@ -164,8 +178,8 @@ def test_a_missing_script_fails_while_the_graph_is_built(build):
 ])
 def test_an_unknown_reference_names_the_step(build, reference, message):
     definition = build_training_pipeline(WITH_EVALUATION)
-    train = definition.steps[0]
+    validate, train = definition.steps[:2]
     broken = replace(train, arguments=train.arguments + ("--extra", reference))
-    definition = replace(definition, steps=(broken,) + definition.steps[1:])
+    definition = replace(definition, steps=(validate, broken) + definition.steps[2:])
     with pytest.raises(ValueError, match=f"step 'Train Model': {message}"):
         build(definition=definition)

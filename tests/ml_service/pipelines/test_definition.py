@@ -7,6 +7,7 @@ from ml_service.errors import ConfigurationError
 from ml_service.pipelines.definition import DataRef, ParameterRef, PipelineDefinition, Step
 from ml_service.pipelines.diabetes_regression_pipeline import (EVALUATE_SCRIPT, MODEL_DATA,
                                                                REGISTER_SCRIPT, TRAIN_SCRIPT,
+                                                               VALIDATE_SCRIPT, VALIDATED_DATA,
                                                                build_training_pipeline)
 from ml_service.util.env_variables import TrainingSettings
 
@@ -14,12 +15,25 @@ from ml_service.util.env_variables import TrainingSettings
 def test_training_pipeline_with_evaluation():
     pipeline = build_training_pipeline(TrainingSettings())
     assert pipeline.validate() == []
-    assert pipeline.step_names() == ["Train Model", "Evaluate Model", "Register Model"]
-    assert [s.script for s in pipeline.steps] == [TRAIN_SCRIPT, EVALUATE_SCRIPT, REGISTER_SCRIPT]
+    assert pipeline.step_names() == ["Validate Data", "Train Model", "Evaluate Model",
+                                     "Register Model"]
+    assert [s.script for s in pipeline.steps] == [VALIDATE_SCRIPT, TRAIN_SCRIPT,
+                                                  EVALUATE_SCRIPT, REGISTER_SCRIPT]
     assert [p.name for p in pipeline.parameters] == [
         "model_name", "dataset_version", "data_file_path", "caller_run_id"]
-    train, evaluate, register = pipeline.steps
-    assert train.outputs == (MODEL_DATA,)
+    validate, train, evaluate, register = pipeline.steps
+    # The validate step takes the dataset parameters; the train step only what passed.
+    assert list(validate.arguments) == [
+        "--model_name", ParameterRef("model_name"), "--dataset_name", "diabetes_ds",
+        "--dataset_version", ParameterRef("dataset_version"),
+        "--data_file_path", ParameterRef("data_file_path"),
+        "--step_output", DataRef(VALIDATED_DATA)]
+    assert (validate.inputs, validate.outputs) == ((), (VALIDATED_DATA,))
+    assert train.inputs == (VALIDATED_DATA,) and train.outputs == (MODEL_DATA,)
+    assert DataRef(VALIDATED_DATA) in train.arguments
+    assert not {ParameterRef("dataset_version"), ParameterRef("data_file_path")} \
+        & set(train.arguments)
+    assert pipeline.data == (VALIDATED_DATA, MODEL_DATA)
     # Evaluate reads the train step's record from the model folder (a reused step logs nothing).
     assert evaluate.inputs == register.inputs == (MODEL_DATA,)
     assert DataRef(MODEL_DATA) in train.arguments and DataRef(MODEL_DATA) in register.arguments
@@ -33,8 +47,8 @@ def test_training_pipeline_without_evaluation_and_with_settings():
                                 pipeline_name="my-pipeline", model_name="m.pkl")
     pipeline = build_training_pipeline(settings)
     assert pipeline.name == "my-pipeline"
-    assert pipeline.step_names() == ["Train Model", "Register Model"]
-    assert "my_ds" in pipeline.steps[0].arguments
+    assert pipeline.step_names() == ["Validate Data", "Train Model", "Register Model"]
+    assert "my_ds" in pipeline.steps[0].arguments and "my_ds" in pipeline.steps[1].arguments
     assert pipeline.resolve_parameters()["model_name"] == "m.pkl"
 
 

@@ -1,0 +1,229 @@
+"""The pure data checks, one by one, on tiny inline frames."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diabetes_regression.parameters import ShiftRule, ValidationParameters
+from diabetes_regression.training.train import TARGET_COLUMN as Y
+from diabetes_regression.validate.validation import (FAIL, PASS, SKIPPED, WARN,
+                                                     check_duplicated_columns, check_leakage,
+                                                     check_missing_values, check_rows,
+                                                     check_schema, check_shift,
+                                                     check_target_variance, duplicated_names,
+                                                     population_stability_index,
+                                                     renamed_duplicates, rows_needed,
+                                                     validate_frame)
+from tests.conftest import make_frame
+
+RULES = ValidationParameters()
+
+
+def test_a_good_frame_passes_every_check_and_the_report_is_json():
+    # Two samples of one distribution (PSI's noise is about (bins - 1)(1/n + 1/m)).
+    frame = make_frame(rows=500)
+    result = validate_frame(frame, RULES, reference=make_frame(rows=500, seed=1),
+                            header=list(frame))
+    assert result.status == PASS and result.problems == [] and result.warnings == []
+    assert {c.name: c.status for c in result.checks} == {
+        "duplicated_columns": PASS, "columns": PASS, "rows": PASS, "missing_values": PASS,
+        "schema": PASS, "target_variance": PASS, "leakage": PASS, "distribution_shift": PASS}
+    report = json.loads(json.dumps(result.report(RULES), allow_nan=False))
+    assert report["rows"] == 500 and report["rules"]["shift"]["statistic"] == "psi"
+
+
+def test_without_a_reference_schema_and_shift_are_skipped_with_the_reason():
+    result = validate_frame(make_frame(), RULES)
+    for name in ("schema", "distribution_shift"):
+        check = result.check(name)
+        assert check.status == SKIPPED
+        assert check.details["reason"] == "no production model to compare with"
+
+
+@pytest.mark.parametrize("header, duplicated", [
+    (["a", "b", Y], []),
+    (["a", "a", Y], ["a"]),
+    (["a", "b", "a", "b", "a"], ["a", "b"]),
+    ([], []),
+])
+def test_duplicated_names(header, duplicated):
+    assert duplicated_names(header) == duplicated
+
+
+@pytest.mark.parametrize("columns, header, renamed", [
+    (["x", "x.1", Y], ["x", "x", Y], ["x.1"]),
+    (["x", "x.1", Y], ["x", "x.1", Y], []),  # a real column named x.1
+    (["x", "x.1", Y], None, ["x.1"]),        # no header: x.1 beside x is taken for a copy
+    (["x", "y.1", Y], None, []),
+])
+def test_renamed_duplicates(columns, header, renamed):
+    assert renamed_duplicates(columns, header) == renamed
+
+
+def test_duplicated_columns_come_from_the_raw_header():
+    frame = pd.read_csv(pd.io.common.StringIO("x,x,Y\n1,2,3\n"))
+    assert list(frame.columns) == ["x", "x.1", Y]
+    check = check_duplicated_columns(list(frame.columns), ["x", "x", Y])
+    assert check.status == FAIL and check.messages == ("duplicated column names: x",)
+    assert check.details["read_as"] == ["x.1"]
+
+
+def test_the_other_checks_do_not_see_the_renamed_copies():
+    frame = make_frame()
+    frame.insert(1, "x0.1", frame["x0"])
+    header = [c if c != "x0.1" else "x0" for c in frame.columns]
+    result = validate_frame(frame, RULES, reference=make_frame(), header=header)
+    assert result.problems == ["duplicated column names: x0"]
+
+
+@pytest.mark.parametrize("rows, status, message", [
+    (0, FAIL, "the dataset has no rows (only a header)"),
+    (1, FAIL, "too few rows for the train/test split: 1 (at least 20"),
+    (19, FAIL, "too few rows for the train/test split: 19"),
+    (20, PASS, ""),
+])
+def test_rows(rows, status, message):
+    check = check_rows(make_frame(rows=60).iloc[:rows], RULES)
+    assert check.status == status and message in " ".join(check.messages)
+
+
+def test_rows_needed_covers_the_split_even_when_min_rows_is_lower():
+    assert rows_needed(replace(RULES, min_rows=1)) == 6  # 2 test rows (20 %) and 4 train rows
+    assert rows_needed(replace(RULES, min_rows=50)) == 50
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns=[Y]), "the target column 'Y' is missing"),
+    (lambda f: f[[Y]], "there are no feature columns"),
+    (lambda f: f.assign(x0="a"), "non-numeric columns: x0"),
+])
+def test_columns(change, message):
+    result = validate_frame(change(make_frame()), RULES)
+    assert result.check("columns").status == FAIL
+    assert any(message in p for p in result.problems)
+
+
+def test_a_header_only_frame_is_not_called_non_numeric():
+    frame = pd.read_csv(pd.io.common.StringIO("x0,x1,Y\n"))
+    result = validate_frame(frame, RULES, header=["x0", "x1", Y])
+    assert result.problems == ["the dataset has no rows (only a header)"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.assign(x1=[np.nan] + [1.0] * 59), "missing values (NaN) in columns: x1"),
+    (lambda f: f.assign(Y=np.nan), "missing values (NaN) in columns: Y"),
+    (lambda f: f.assign(x2=np.inf), "infinite values in columns: x2"),
+])
+def test_missing_values(change, message):
+    check = check_missing_values(change(make_frame()))
+    assert check.status == FAIL and message in check.messages
+
+
+def test_missing_values_are_counted():
+    check = check_missing_values(make_frame().assign(x1=[np.nan] * 3 + [1.0] * 57))
+    assert check.details["missing"] == {"x1": 3}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns=["x1"]), "columns missing compared with the production data: x1"),
+    (lambda f: f.assign(extra=1.0), "columns not in the production data: extra"),
+    (lambda f: f[["x1", "x0", "x2", "x3", Y]], "columns in another order"),
+    (lambda f: f.assign(x3="a"), "column types differ from the production data: x3 is text "
+                                 "(was numeric)"),
+])
+def test_schema_against_the_production_data(change, message):
+    check = check_schema(change(make_frame()), make_frame(seed=1))
+    assert check.status == FAIL and any(message in m for m in check.messages)
+
+
+def test_schema_accepts_integers_where_there_were_floats():
+    frame = make_frame().assign(x0=lambda f: f["x0"].round().astype(int))
+    assert check_schema(frame, make_frame()).status == PASS
+
+
+@pytest.mark.parametrize("target, status", [
+    (1.0, FAIL),
+    (lambda f: 1.0 + np.arange(len(f)) * 1e-9, FAIL),
+    (lambda f: f[Y], PASS),
+])
+def test_target_variance(target, status):
+    check = check_target_variance(make_frame().assign(Y=target), RULES)
+    assert check.status == status
+    if status == FAIL:
+        assert "the target 'Y' has (near) zero variance" in check.messages[0]
+
+
+def test_target_variance_is_skipped_when_the_target_is_unusable():
+    assert check_target_variance(make_frame().assign(Y=np.nan), RULES).status == SKIPPED
+
+
+@pytest.mark.parametrize("leak, message", [
+    (lambda f: f[Y], "feature 'leak' is identical to the target 'Y' (leakage)"),
+    (lambda f: 3 * f[Y] - 7, "feature 'leak' is correlated with the target 'Y' at r=1.0000"),
+    (lambda f: -f[Y], "at r=-1.0000"),
+])
+def test_leakage(leak, message):
+    check = check_leakage(make_frame().assign(leak=leak), RULES)
+    assert check.status == FAIL and message in check.messages[0]
+
+
+def test_a_strong_but_honest_feature_is_not_leakage():
+    frame = make_frame()  # Y = x0 + 2 x1 + 3 x2 + 4 x3 + noise: no single feature explains it
+    check = check_leakage(frame.assign(x4=frame[Y] + np.random.default_rng(0).normal(
+        scale=frame[Y].std(), size=len(frame))), RULES)
+    assert check.status == PASS and check.details["correlations"]["x4"] < 0.9
+
+
+def test_psi_is_zero_for_the_same_data_and_large_for_moved_data():
+    values = np.random.default_rng(0).normal(size=500)
+    assert population_stability_index(values, values, 10) == pytest.approx(0)
+    assert population_stability_index(values + 2, values, 10) > 1
+
+
+def test_psi_sees_a_change_in_a_two_valued_feature():
+    reference = np.array([0.0, 1.0] * 50)
+    moved = np.array([0.0] * 90 + [1.0] * 10)
+    assert population_stability_index(moved, reference, 10) > 0.25
+
+
+@pytest.mark.parametrize("rule, status", [
+    (ShiftRule(action="warn"), WARN),
+    (ShiftRule(action="fail"), FAIL),
+    (ShiftRule(statistic="ks", threshold=0.3, action="fail"), FAIL),
+    (ShiftRule(threshold=100.0, action="fail"), PASS),
+])
+def test_shift_warns_or_fails_as_the_rule_says(rule, status):
+    reference = make_frame(rows=200)
+    moved = make_frame(rows=200, seed=1).assign(x2=lambda f: f["x2"] + 3)
+    check = check_shift(moved, reference, replace(RULES, shift=rule))
+    assert check.status == status
+    assert check.details["features"]["x2"]["shifted"] is (status != PASS)
+    assert not check.details["features"]["x0"]["shifted"]
+    if status != PASS:
+        assert check.messages[0].startswith(
+            f"distribution shift from the production data: x2 ({rule.statistic} ")
+
+
+def test_a_warning_does_not_fail_the_result():
+    reference = make_frame(rows=200)
+    moved = make_frame(rows=200, seed=1).assign(x2=lambda f: f["x2"] + 3)
+    result = validate_frame(moved, RULES, reference=reference)
+    assert result.status == WARN and result.problems == [] and len(result.warnings) == 1
+    assert result.shifted_features() == ["x2"]
+
+
+def test_every_problem_is_listed():
+    frame = make_frame().assign(Y=1.0, x1=np.nan)
+    result = validate_frame(frame, RULES, reference=make_frame().drop(columns=["x3"]))
+    assert result.problems == [
+        "missing values (NaN) in columns: x1",
+        "columns not in the production data: x3",
+        "the target 'Y' has (near) zero variance: std 0 <= validation.min_target_std 1e-06"]
+
+
+def test_too_few_rows_skips_the_statistics():
+    result = validate_frame(make_frame(rows=3), RULES, reference=make_frame())
+    assert [c.status for c in result.checks[-3:]] == [SKIPPED] * 3
+    assert len(result.problems) == 1 and result.problems[0].startswith("too few rows")
