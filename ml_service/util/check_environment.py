@@ -222,12 +222,15 @@ def compute_environments() -> List[ComputeEnvironment]:
     from ml_service.pipelines import diabetes_regression_build_parallel_batchscore_pipeline \
         as batch
     from ml_service.pipelines import diabetes_regression_pipeline as training
-    from ml_service.util.env_variables import BatchScoringSettings, EnvironmentSettings
+    from ml_service.util.env_variables import (BatchScoringSettings, EnvironmentSettings,
+                                               TrainingSettings)
 
+    # Every step of the one pipeline definition (a new step is checked without listing it
+    # here), and the scoring script, which runs in the same environment.
+    steps = training.build_training_pipeline(TrainingSettings()).steps
     return [
         ComputeEnvironment(EnvironmentSettings.from_env().conda_file,
-                           (training.TRAIN_SCRIPT, training.EVALUATE_SCRIPT,
-                            training.REGISTER_SCRIPT, training.SCORE_SCRIPT)),
+                           tuple(step.script for step in steps) + (training.SCORE_SCRIPT,)),
         ComputeEnvironment(BatchScoringSettings.from_env().conda_file,
                            (batch.ENTRY_SCRIPT, batch.COPY_SCRIPT)),
     ]

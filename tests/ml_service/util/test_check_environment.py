@@ -176,6 +176,7 @@ def test_the_environments_are_the_projects_conda_files_and_scripts():
     environments = {e.conda_file: e.scripts for e in check.compute_environments()}
     assert environments == {
         "diabetes_regression/conda_dependencies.yml": (
+            "diabetes_regression/validate/validate_data.py",
             "diabetes_regression/training/train_aml.py",
             "diabetes_regression/evaluate/evaluate_model.py",
             "diabetes_regression/register/register_model.py",
