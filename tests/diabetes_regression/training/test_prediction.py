@@ -1,7 +1,8 @@
 """The model package's prediction: values for a regressor, probabilities for a classifier."""
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import (ElasticNet, Lasso, LinearRegression, LogisticRegression,
+                                  Ridge)
 from sklearn.tree import DecisionTreeClassifier
 
 from diabetes_regression.training.prediction import (LABELS_KEY, PROBABILITY, RESULT_KEY, VALUE,
@@ -57,3 +58,15 @@ def test_an_output_that_is_not_one_value_per_row_is_refused():
     model = Ridge().fit(X, np.c_[X[:, 0], X[:, 1]])
     with pytest.raises(PredictionError, match=r"predictions of shape \(3, 2\) for 3 rows"):
         predict(model, X[:3])
+
+
+@pytest.mark.parametrize("estimator", [LinearRegression(), Ridge(alpha=0.5), Lasso(alpha=0.01),
+                                       ElasticNet(alpha=0.01)])
+@pytest.mark.parametrize("rows", [1, 100])
+def test_linear_regressors_answer_what_their_predict_answers(estimator, rows):
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(200, 6)), rng.normal(size=200)
+    model = estimator.fit(X, y)
+    features = rng.normal(size=(rows, 6))
+    assert np.allclose(predict(model, features)[RESULT_KEY],
+                       model.predict(features), rtol=1e-12, atol=1e-12)
