@@ -216,15 +216,8 @@ def load_data(backend: Backend, dataset_name: str, version: str,
         frame, header = read_data_file(Path(file_path))
         return frame, header, None, f"file {file_path}"
     if file_path:
-        # A path on the Azure ML datastore: the backend reads it only as a dataset.
-        dataset = backend.register_dataset(
-            dataset_name, Path(file_path),
-            description="registered from a datastore path by the validate step, "
-                        "before it could be checked")
-        LOGGER.warning("%s is not a local file: registered as dataset %s version %d to read "
-                       "it, before checking it", file_path, dataset.name, dataset.version)
-        return (backend.load_dataset(dataset), None, dataset,
-                f"dataset {dataset.name} version {dataset.version}")
+        # A path on the Azure ML datastore: read as it is, registered only once it passed.
+        return backend.read_data_file(file_path), None, None, f"file {file_path}"
     dataset = backend.find_dataset(dataset_name, version)
     if dataset is None:
         raise DatasetNotFoundError(

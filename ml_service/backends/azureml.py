@@ -252,6 +252,18 @@ class AzureMLBackend(Backend):
                                      "is not registered")
         return tabular_to_frame(found, self.environment.conda_file)
 
+    def read_data_file(self, file_path: str) -> pd.DataFrame:
+        """A local CSV, or a path on the datastore read as an unregistered tabular dataset."""
+        from azureml.core import Dataset
+
+        from ml_service.backends.local import read_csv
+
+        if Path(file_path).is_file():
+            return read_csv(Path(file_path))
+        require_dataset_packages(self.environment.conda_file)
+        dataset = Dataset.Tabular.from_delimited_files(path=[(self._datastore(), file_path)])
+        return tabular_to_frame(dataset, self.environment.conda_file)
+
     # -- models ------------------------------------------------------------
     @staticmethod
     def _model_version(model: Any) -> ModelVersion:

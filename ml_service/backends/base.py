@@ -142,6 +142,11 @@ class Backend(ABC):
     def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:
         """Read a registered dataset version as a data frame."""
 
+    @abstractmethod
+    def read_data_file(self, file_path: str) -> pd.DataFrame:
+        """Read a data file that is not registered (a local CSV; on Azure ML also a path on
+        the datastore) without registering it, so it can be checked first."""
+
     # models
     @abstractmethod
     def get_production_model(self, name: str) -> Optional[ModelVersion]:

@@ -327,6 +327,9 @@ class LocalBackend(Backend):
     def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:
         return read_csv(self.dataset_path(dataset))
 
+    def read_data_file(self, file_path: str) -> pd.DataFrame:
+        return read_csv(Path(file_path))
+
     # -- models ------------------------------------------------------------
     @staticmethod
     def _model_version(mv: Any) -> ModelVersion:

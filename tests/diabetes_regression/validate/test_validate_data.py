@@ -220,3 +220,14 @@ def test_the_train_step_takes_the_record_or_a_file_not_both(backend, csv_file, o
                            "--data_file_path", str(csv_file)]) == 1
     assert "not both" in error_lines(caplog)[0]
     assert backend.find_dataset(DATASET) is None
+
+
+def test_a_path_that_is_not_a_file_is_read_before_anything_is_registered(
+        backend, production, tmp_path, out, caplog):
+    """Not a local file: on Azure ML a path on the datastore, read without registering it;
+    locally there is nothing to read, which is said, and nothing is registered."""
+    versions = backend.find_dataset(DATASET).version
+    missing = tmp_path / "no_such.csv"
+    assert validate(out, "--data_file_path", str(missing)) == 1
+    assert f"no data file at {missing}" in " ".join(error_lines(caplog))
+    assert backend.find_dataset(DATASET).version == versions
