@@ -5,12 +5,11 @@ from unittest.mock import create_autospec
 import pytest
 from azureml.core import Model, Workspace  # first: the SDK's own modules import in a cycle
 from azureml._model_management._util import populate_model_not_found_details
-from azureml._restclient.service_context import ServiceContext
-from azureml.core.authentication import AbstractAuthentication
 from azureml.exceptions import WebserviceException
 
 from ml_service.errors import DeploymentError, ModelNotFoundError
 from ml_service.util import create_scoring_image
+from tests.azureml_offline import offline_workspace
 
 WORKSPACE_VARIABLES = {"SUBSCRIPTION_ID": "sub", "RESOURCE_GROUP": "rg", "WORKSPACE_NAME": "ws"}
 # What Model(ws, name=..., version=...) raises (azureml/core/model.py: Model.__init__, and
@@ -20,16 +19,9 @@ BAD_ANSWER = WebserviceException("Received bad response from Model Management Se
                                  "Response Code: 500\nCorrelation: c\nContent: boom")
 
 
-class OfflineAuthentication(AbstractAuthentication):
-    """Credentials that are never used: nothing here talks to the service."""
-
-
 @pytest.fixture
 def workspace() -> Workspace:
-    ws = Workspace("00000000-0000-0000-0000-000000000000", "rg", "ws",
-                   auth=OfflineAuthentication(), _disable_service_check=True)
-    ws._service_context = create_autospec(ServiceContext, spec_set=True, instance=True)
-    return ws
+    return offline_workspace()
 
 
 @pytest.fixture

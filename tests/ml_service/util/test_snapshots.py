@@ -28,9 +28,7 @@ from azureml._restclient.constants import SNAPSHOT_MAX_SIZE_BYTES
 from azureml._restclient.models.artifact_dto import ArtifactDto
 from azureml._restclient.models.batch_artifact_content_information_dto import \
     BatchArtifactContentInformationDto
-from azureml._restclient.service_context import ServiceContext
 from azureml.core import Environment, Model, Workspace
-from azureml.core.authentication import AbstractAuthentication
 from azureml.exceptions import WebserviceException
 from azureml.pipeline.core._module_builder import _ModuleBuilder
 
@@ -50,6 +48,7 @@ from ml_service.util.deployment_configs import (SCORING_SOURCE_LIMIT_BYTES, SCOR
 from ml_service.util.env_variables import (AzureScoringSettings, ComputeSettings,
                                            EnvironmentSettings, TrainingSettings)
 from ml_service.util.manage_environment import build_environment
+from tests.azureml_offline import offline_workspace
 
 PARAMETERS_FILE = "diabetes_regression/parameters.json"
 # The project's packages: the only code the scoring archive may hold.
@@ -79,10 +78,6 @@ LEFT_OUT_FOLDERS = (".venv/", ".mlops/", ".git/", "mlruns/", "build/", "mlops_te
                     "bootstrap/")
 # The step snapshot's stated limit (the SDK's own is 300 MB): the code and parameters only.
 STEP_SNAPSHOT_LIMIT_BYTES = 2 * 1024 * 1024
-
-
-class OfflineAuthentication(AbstractAuthentication):
-    """Credentials that are never used: nothing here talks to the service."""
 
 
 def project_files() -> List[str]:
@@ -130,10 +125,7 @@ def environment() -> Environment:
 
 @pytest.fixture
 def workspace() -> Workspace:
-    ws = Workspace("00000000-0000-0000-0000-000000000000", "rg", "ws",
-                   auth=OfflineAuthentication(), _disable_service_check=True)
-    ws._service_context = create_autospec(ServiceContext, spec_set=True, instance=True)
-    return ws
+    return offline_workspace()
 
 
 @pytest.fixture
