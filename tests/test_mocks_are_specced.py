@@ -51,7 +51,7 @@ def unspecced_mocks(source: str) -> Iterator[int]:
 
 def test_the_check_finds_unspecced_mocks():
     source = ("from unittest import mock\n"
-              "a = mock.MagicMock()\n"
+              "a = mock.MagicMock(name=\"loose\")\n"
               "b = mock.create_autospec(object)\n"
               "c = mock.patch('x.y')\n"
               "d = mock.create_autospec(object, spec_set=True)\n"
