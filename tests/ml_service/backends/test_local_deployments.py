@@ -29,6 +29,15 @@ def production(backend, tmp_path):
     return backend.get_model(MODEL, version)
 
 
+@pytest.fixture(autouse=True)
+def no_server_left(backend):
+    """Whatever a test asserts, no server of the service outlives it."""
+    yield
+    service_dir = backend.root / "deployments" / SERVICE
+    for pid in servers_of(service_dir):
+        local_server.terminate(pid)
+
+
 def servers_of(service_dir: Path) -> list:
     """Process ids of the azmlinfsrv servers serving this service's model folder (the main
     processes: their workers, which carry the same command line, are left out)."""
