@@ -18,7 +18,6 @@ service; the batch scoring pipeline):
 Exits 0 with a one-line summary when every environment is complete, 1 otherwise.
 """
 import argparse
-import ast
 import importlib.metadata
 import json
 import logging
@@ -38,6 +37,7 @@ import yaml
 
 from ml_service.errors import ConfigurationError
 from ml_service.paths import PROJECT_ROOT
+from ml_service.util.imports import follow_imports
 from ml_service.util.cli import run_cli
 
 LOGGER = logging.getLogger(__name__)
@@ -99,54 +99,11 @@ def resolved_distributions(report: Mapping[str, Any]) -> Dict[str, str]:
             for item in report.get("install", [])}
 
 
-def imported_modules(source: str, filename: str = "<source>") -> Set[str]:
-    """Every absolute module name an ``import`` anywhere in the source names.
-
-    ``from a.b import c`` gives ``a.b`` and ``a.b.c`` (c may be a submodule); the caller
-    keeps the names that exist. Relative imports are not used by this project.
-    """
-    names: Set[str] = set()
-    for node in ast.walk(ast.parse(source, filename=filename)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if alias.name != "*")
-    return names
-
-
-def project_module_file(module: str, root: Path) -> Optional[Path]:
-    """The file of one of the project's modules under ``root``, or None."""
-    base = Path(root, *module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def third_party_imports(script: Path, root: Path,
                         project_packages: Sequence[str] = PROJECT_PACKAGES) -> Set[str]:
     """The modules outside the project that a script needs, following the project's own
     modules (and the packages that hold them) transitively."""
-    found: Set[str] = set()
-    seen: Set[Path] = set()
-    pending = [Path(script)]
-    while pending:
-        path = pending.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in imported_modules(path.read_text(encoding="utf-8"), str(path)):
-            if name.split(".")[0] not in project_packages:
-                found.add(name)
-                continue
-            # Importing a.b.c runs a/__init__.py and a/b/__init__.py too.
-            parts = name.split(".")
-            for depth in range(1, len(parts) + 1):
-                module_file = project_module_file(".".join(parts[:depth]), root)
-                if module_file is not None:
-                    pending.append(module_file)
+    found = follow_imports(script, root, project_packages)[1]
     return {name for name in found if not _is_submodule_guess(name, found)}
 
 

@@ -7,14 +7,13 @@ configuration schema (``computeType``, ``containerResourceRequirements``,
 ``autoScaler``, ...); every key is checked, so a misspelled one is an error
 naming the file and the key instead of a silently ignored setting.
 """
-import ast
 import math
 import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
                     Union)
 
 import yaml
@@ -27,6 +26,7 @@ from azureml.exceptions import UserErrorException, WebserviceException
 
 from ml_service.errors import ConfigurationError
 from ml_service.paths import PROJECT_ROOT
+from ml_service.util.imports import follow_imports
 
 ConfigPath = Union[str, Path]
 
@@ -244,48 +244,9 @@ class ScoringSource(NamedTuple):
     arguments: Dict[str, Any]
 
 
-def _module_file(name: str, project_root: Path) -> Optional[Path]:
-    """The project file of a dotted module name, or None if it is not a project module."""
-    base = project_root.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imported_names(module: Path, project_root: Path) -> Iterator[str]:
-    """Every dotted name a module's import statements may load, relative imports resolved."""
-    parts = list(module.relative_to(project_root).with_suffix("").parts)
-    # The package a relative import starts from: the module's folder.
-    package = parts[:-1]
-    tree = ast.parse(module.read_text(encoding="utf-8"), str(module))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
-            prefix = ".".join(base + ([node.module] if node.module else []))
-            if prefix:
-                yield prefix
-            for alias in node.names:
-                yield f"{prefix}.{alias.name}" if prefix else alias.name
-
-
 def project_imports(script: Path, project_root: Path = PROJECT_ROOT) -> List[Path]:
     """The project modules a script imports, transitively, with their packages' __init__.py."""
-    root = Path(project_root).resolve()
-    found: Dict[Path, None] = {}
-    pending = [Path(script).resolve()]
-    while pending:
-        module = pending.pop()
-        for name in _imported_names(module, root):
-            dotted = name.split(".")
-            for depth in range(1, len(dotted) + 1):
-                path = _module_file(".".join(dotted[:depth]), root)
-                if path is not None and path not in found and path != module:
-                    found[path] = None
-                    pending.append(path)
-    return sorted(found)
+    return follow_imports(script, project_root)[0]
 
 
 def _project_file(path: ConfigPath, key: str, value: str, project_root: Path) -> str:

@@ -9,9 +9,10 @@ import pytest
 from ml_service.errors import ConfigurationError
 from ml_service.util import check_environment as check
 from ml_service.util.check_environment import (ComputeEnvironment, Problem, find_problems,
-                                               imported_modules, module_distributions,
-                                               namespace_index, read_conda_requirements,
-                                               resolved_distributions, third_party_imports)
+                                               module_distributions, namespace_index,
+                                               read_conda_requirements, resolved_distributions,
+                                               third_party_imports)
+from ml_service.util.imports import imported_modules
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 CONDA = f"""name: env
