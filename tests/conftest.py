@@ -4,11 +4,10 @@ import shutil
 import socket
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from diabetes_regression.training.train import TARGET_COLUMN
+from diabetes_regression.training.train import make_example_frame
 from ml_service.backends.local import LocalBackend
 
 # Variables that would make a test depend on the machine it runs on.
@@ -68,12 +67,8 @@ def backend(mlops_root: Path) -> LocalBackend:
 
 
 def make_frame(rows: int = 60, features: int = 4, seed: int = 0) -> pd.DataFrame:
-    """A small numeric training frame with a linear target."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(rows, features))
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(features)])
-    frame[TARGET_COLUMN] = X @ np.arange(1, features + 1) + rng.normal(scale=0.1, size=rows)
-    return frame
+    """A small training frame the model can learn, made by the model package."""
+    return make_example_frame(rows=rows, features=features, seed=seed)
 
 
 @pytest.fixture

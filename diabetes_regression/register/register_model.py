@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import joblib
-
 from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.register.registration import build_model_tags
+from diabetes_regression.training.model_files import ModelFileError, load_model
 from ml_service.backends import get_backend
 from ml_service.errors import ModelNotFoundError
 from ml_service.util.cli import run_cli
@@ -38,15 +37,11 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
 
 def check_model_file(path: Path) -> None:
     """Refuse a missing file or one that does not load as a model with predict()."""
-    if not path.is_file():
-        raise ModelNotFoundError(f"no model file at {path}; the train step writes it "
-                                 "to the folder passed as --step_input")
     try:
-        model = joblib.load(path)
-    except Exception as err:  # unpickling can raise nearly anything
-        raise ModelNotFoundError(f"{path} does not load as a model: {err}") from err
-    if not callable(getattr(model, "predict", None)):
-        raise ModelNotFoundError(f"{path} holds a {type(model).__name__}, not a model")
+        load_model(path)
+    except ModelFileError as err:
+        raise ModelNotFoundError(f"{err}; the train step writes the model to the folder "
+                                 "passed as --step_input") from err
 
 
 def register(args: argparse.Namespace) -> int:

@@ -33,7 +33,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -43,6 +42,7 @@ if not __package__:
     # project's imports below resolve as they do for every other step script.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from diabetes_regression.training import model_files  # noqa: E402
 from diabetes_regression.training.prediction import RESULT_KEY, predict  # noqa: E402
 from diabetes_regression.training.train import TARGET_COLUMN  # noqa: E402
 from ml_service.backends import get_backend  # noqa: E402
@@ -104,17 +104,11 @@ def fetch_model(backend: Backend, name: str, version: str, target_dir: Path) -> 
 
 
 def load_model(path: Path) -> Any:
-    """Load a model file, or the one ``.pkl`` file in a folder (as a download may give)."""
-    path = Path(path)
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*.pkl") if p.is_file())
-        if len(found) != 1:
-            raise ModelNotFoundError(f"expected one .pkl model file under {path}, "
-                                     f"found {len(found)}")
-        path = found[0]
-    if not path.is_file():
-        raise ModelNotFoundError(f"no model file at {path}")
-    return joblib.load(path)
+    """Load a model file, or the model in a folder (as a download gives it)."""
+    try:
+        return model_files.load_model(path)
+    except model_files.ModelFileError as err:
+        raise ModelNotFoundError(str(err)) from err
 
 
 def feature_columns(columns: Sequence[Any], fitted: Any) -> List[Any]:

@@ -19,7 +19,6 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
 
-import joblib
 import numpy as np
 import orjson
 from azureml_inference_server_http.api.aml_request import AMLRequest, rawhttp
@@ -31,6 +30,7 @@ from inference_schema.schema_util import is_schema_decorated
 from werkzeug.exceptions import HTTPException
 
 from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.model_files import find_model_file, load_model
 from diabetes_regression.training.prediction import (LABELS_KEY, PROBABILITY, RESULT_KEY,
                                                      output_kind, predict)
 
@@ -63,21 +63,12 @@ class Scorer:
 scorer: Optional[Scorer] = None
 
 
-def find_model_file(model_dir: Path) -> Path:
-    """Return the one model file (``*.pkl``) under the model folder."""
-    found = sorted(p for p in model_dir.rglob("*.pkl") if p.is_file())
-    if len(found) != 1:
-        raise FileNotFoundError(f"expected one .pkl model file under {model_dir}, "
-                                f"found {len(found)}")
-    return found[0]
-
-
 def init() -> None:
     """Load the model from AZUREML_MODEL_DIR (set by the server locally and on Azure ML)."""
     global scorer
     settings = load_parameters().scoring
     path = find_model_file(Path(os.environ.get("AZUREML_MODEL_DIR", ".")))
-    model = joblib.load(path)
+    model = load_model(path)
     scorer = Scorer(model, output_kind(model), int(model.n_features_in_), settings.max_rows,
                     settings.max_body_bytes)
     describe_api(run, settings.sample, scorer)

@@ -1,8 +1,9 @@
 """Pure training code for the example model: no platform imports, no I/O.
 
-Everything specific to the model lives here (the target column, the estimator,
-its metrics and the sample data), so swapping in another model means editing
-this file and ``parameters.json`` only.
+Everything specific to the model lives here: the target column, the estimator, its
+metrics, the sample data and the synthetic data the tests make. With ``prediction.py``
+(what a prediction is) and ``parameters.json``, it is all a swap of the model edits: the
+rest of the project, and its generic tests, ask this module.
 """
 from typing import Any, Dict, Mapping
 
@@ -29,6 +30,16 @@ def load_sample_data() -> pd.DataFrame:
     bunch = load_diabetes()
     frame = pd.DataFrame(bunch.data, columns=bunch.feature_names)
     frame[TARGET_COLUMN] = bunch.target
+    return frame
+
+
+def make_example_frame(rows: int = 60, features: int = 4, seed: int = 0) -> pd.DataFrame:
+    """Synthetic data shaped like this model's (numeric features ``x0``, ``x1``, ... and
+    the target), with a target the model can learn: what tests and benchmarks train on."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, features))
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(features)])
+    frame[TARGET_COLUMN] = X @ np.arange(1, features + 1) + rng.normal(scale=0.1, size=rows)
     return frame
 
 

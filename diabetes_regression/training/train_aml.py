@@ -9,14 +9,11 @@ checks with the validation rules (without the production reference) and register
 """
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-import joblib
-
+from diabetes_regression.training.model_files import save_model
 from diabetes_regression.parameters import (ParametersError, ValidationParameters,
                                             load_parameters)
 from diabetes_regression.training.train import (DataValidationError, get_model_metrics,
@@ -98,21 +95,6 @@ def fit(training_parameters: dict, data: dict) -> Any:
     except TypeError as err:
         raise ParametersError(f"the 'training' parameters do not suit the model: {err}") \
             from err
-
-
-def save_model(model: Any, folder: Path, file_name: str) -> Path:
-    """Write the model into the folder atomically; return its path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / file_name
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pkl")
-    os.close(handle)
-    try:
-        joblib.dump(model, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
 
 
 def train(args: argparse.Namespace) -> int:

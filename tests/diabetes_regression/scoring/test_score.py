@@ -154,7 +154,7 @@ def test_run_answers_a_classifier_s_probabilities_and_labels_on_request(classifi
 
 
 def test_find_model_file_wants_exactly_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="found 0"):
+    with pytest.raises(FileNotFoundError, match="found 0"):  # ModelFileError is one
         score.find_model_file(tmp_path)
     (tmp_path / "m" / "1").mkdir(parents=True)
     (tmp_path / "m" / "1" / "model.pkl").write_bytes(b"")
