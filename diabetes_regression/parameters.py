@@ -14,13 +14,23 @@ class ParametersError(ValueError):
     """parameters.json is missing, malformed or incomplete."""
 
 
+INCOMPATIBLE_ACTIONS = ("register", "fail")
+
+
 @dataclass(frozen=True)
 class EvaluationParameters:
-    """How a new model is compared with the production model."""
+    """How a new model is compared with the production model.
+
+    Both are scored on the new run's test data with the current metric function. When the
+    production model cannot score that data (other features, another kind of model),
+    ``on_incompatible_production`` says what happens: ``register`` the new model, or
+    ``fail`` the evaluate step.
+    """
 
     metric: str
     higher_is_better: bool
     min_improvement: float = 0.0
+    on_incompatible_production: str = "register"
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,10 @@ def parse_parameters(raw: Any, source: str = "") -> Parameters:
     min_improvement = evaluation.get("min_improvement", 0.0)
     if not _is_number(min_improvement) or min_improvement < 0:
         raise ParametersError("evaluation.min_improvement must be a number >= 0")
+    on_incompatible = evaluation.get("on_incompatible_production", "register")
+    if on_incompatible not in INCOMPATIBLE_ACTIONS:
+        raise ParametersError("evaluation.on_incompatible_production must be one of "
+                              + ", ".join(INCOMPATIBLE_ACTIONS))
 
     tags = registration.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
@@ -125,7 +139,8 @@ def parse_parameters(raw: Any, source: str = "") -> Parameters:
 
     return Parameters(
         training=dict(training),
-        evaluation=EvaluationParameters(metric, higher, float(min_improvement)),
+        evaluation=EvaluationParameters(metric, higher, float(min_improvement),
+                                        on_incompatible),
         registration_tags=tuple(tags),
         scoring=ScoringParameters(sample=sample, max_rows=max_rows,
                                   max_body_bytes=max_body_bytes),

@@ -1,30 +1,41 @@
-"""Evaluate step: compare the new model with the production model.
+"""Evaluate step: compare the new model with the production model on the same data.
 
-"Not better" is an outcome, not an error: it is logged with both values, the
-pipeline run is cancelled when --allow_run_cancel is true (so the register
-step does not run), and the step exits 0.
+Both are scored on the rows the train step held out (its test split, written beside the
+model) with the model package's metric function, so the comparison holds when the
+dataset or the metric changed since the production model was trained. "Not better" is an
+outcome, not an error: it is logged with both values, the pipeline run is cancelled when
+--allow_run_cancel is true (so the register step does not run), and the step exits 0.
+A production model that cannot score the rows (other features, another kind of model)
+is handled as ``evaluation.on_incompatible_production`` says.
 
 The new model's metrics come from the record the train step wrote beside the model
-(--step_input), so a train step that Azure ML reused still gets evaluated; without
---step_input (by hand, with --run_id) they come from the pipeline run.
+(--step_input), so a train step that Azure ML reused still gets evaluated.
 """
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional
 
-from diabetes_regression.evaluate.evaluation import compare_models
-from diabetes_regression.parameters import load_parameters
+from diabetes_regression.evaluate.evaluation import (Decision, IncompatibleProductionError,
+                                                     compare_models, decide_incompatible,
+                                                     score_production)
+from diabetes_regression.parameters import EvaluationParameters, load_parameters
+from diabetes_regression.training.model_files import ModelFileError, load_model
+from diabetes_regression.training.train import get_model_metrics
 from ml_service.backends import get_backend
-from ml_service.errors import RunNotFoundError
+from ml_service.backends.base import Backend, ModelVersion
+from ml_service.errors import ModelNotFoundError
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file, parse_bool
-from ml_service.util.training_record import read_training_record, record_on_pipeline_run
+from ml_service.util.training_record import (read_test_split, read_training_record,
+                                             record_on_pipeline_run)
 
 LOGGER = logging.getLogger(__name__)
 OUTCOME_TAG = "evaluation"
 REASON_TAG = "evaluation_reason"
+PRODUCTION_METRIC_PREFIX = "production_"
 
 
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
@@ -35,15 +46,51 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument("--allow_run_cancel",
                         help="cancel the pipeline run when the model is not better "
                              "(true/false, default: ALLOW_RUN_CANCEL)")
-    parser.add_argument("--step_input", type=Path,
-                        help="folder written by the train step (default: read the metrics "
-                             "from the pipeline run)")
+    parser.add_argument("--step_input", type=Path, required=True,
+                        help="folder written by the train step: the model, its record and "
+                             "its test split")
     parser.add_argument("--parameters", type=Path, help="parameters.json to use")
     return parser.parse_args(argv)
 
 
+def load_step_model(folder: Path, model_name: str) -> Any:
+    """The new model from the train step's folder; ModelNotFoundError naming the folder."""
+    try:
+        return load_model(folder / model_name)
+    except ModelFileError as err:
+        raise ModelNotFoundError(f"{err}; pass the train step's output folder as "
+                                 "--step_input") from err
+
+
+def load_production(backend: Backend, production: ModelVersion) -> Any:
+    """Download and load the production model."""
+    with tempfile.TemporaryDirectory(prefix="evaluate-production-") as folder:
+        path = backend.download_model(production, Path(folder))
+        try:
+            return load_model(path)
+        except ModelFileError as err:
+            raise ModelNotFoundError(f"production model {production.name} version "
+                                     f"{production.version}: {err}") from err
+
+
+def challenge(backend: Backend, production: ModelVersion, new_model: Any,
+              data: Dict[str, Any], new_metrics: Dict[str, float],
+              gate: EvaluationParameters) -> Decision:
+    """Score the production model on the new run's test data and decide."""
+    try:
+        production_metrics = score_production(load_production(backend, production), new_model,
+                                              data, get_model_metrics)
+    except IncompatibleProductionError as err:
+        LOGGER.warning("The production model (version %d) cannot score this run's test "
+                       "data: %s", production.version, err)
+        return decide_incompatible(new_metrics, str(err), production.version, gate)
+    LOGGER.info("Production model version %d on this run's test data: %s", production.version,
+                ", ".join(f"{k}={v:.4g}" for k, v in production_metrics.items()))
+    return compare_models(new_metrics, production_metrics, gate)
+
+
 def evaluate(args: argparse.Namespace) -> int:
-    """The step: decide, record the decision, cancel the pipeline if asked."""
+    """The step: score both models on the test split, decide, record, cancel if asked."""
     load_dotenv_file()
     settings = TrainingSettings.from_env()
     gate = load_parameters(args.parameters).evaluation
@@ -52,23 +99,22 @@ def evaluate(args: argparse.Namespace) -> int:
                     if args.allow_run_cancel else settings.allow_run_cancel)
     backend = get_backend(training=settings)
     with backend.step_run("evaluate", run_id=args.run_id) as run:
-        if args.step_input is not None:
-            record = read_training_record(args.step_input)
-            record_on_pipeline_run(run, record)
-            new_metrics = dict(record.metrics)
-        else:
-            new_metrics = run.get_pipeline_metrics()
+        record = read_training_record(args.step_input)
+        record_on_pipeline_run(run, record)
+        new_metrics = dict(record.metrics)
         production = backend.get_production_model(model_name)
-        production_metrics = None
-        if production is not None:
-            if not production.run_id:
-                raise RunNotFoundError(f"production model {model_name} version "
-                                       f"{production.version} has no run to read metrics from")
-            production_metrics = backend.get_run_metrics(production.run_id)
-        decision = compare_models(new_metrics, production_metrics, gate)
+        if production is None:
+            decision = compare_models(new_metrics, None, gate)
+        else:
+            features, target = read_test_split(args.step_input)
+            new_model = load_step_model(args.step_input, model_name)
+            decision = challenge(backend, production, new_model,
+                                 {"test": {"X": features, "y": target}}, new_metrics, gate)
         tags = {OUTCOME_TAG: decision.outcome, REASON_TAG: decision.reason}
         if production is not None:
             tags["production_model_version"] = str(production.version)
+        if decision.production_value is not None:
+            run.log_metric(PRODUCTION_METRIC_PREFIX + decision.metric, decision.production_value)
         run.set_pipeline_tags(tags)
         if decision.register:
             LOGGER.info("Decision: register, because %s", decision.reason)

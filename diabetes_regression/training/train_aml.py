@@ -25,7 +25,8 @@ from ml_service.backends.base import Backend, DatasetVersion
 from ml_service.errors import ConfigurationError, DatasetNotFoundError
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file
-from ml_service.util.training_record import TrainingRecord, write_training_record
+from ml_service.util.training_record import (TrainingRecord, write_test_split,
+                                             write_training_record)
 
 LOGGER = logging.getLogger(__name__)
 NONE = "none"
@@ -130,6 +131,7 @@ def train(args: argparse.Namespace) -> int:
         run.set_pipeline_tags(tags)
         # The later steps read these from the output folder: a reused step logs nothing.
         write_training_record(Path(args.step_output), TrainingRecord(run.id, metrics, tags))
+        write_test_split(Path(args.step_output), data["test"]["X"], data["test"]["y"])
         path = save_model(model, Path(args.step_output), model_name)
     LOGGER.info("Metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     LOGGER.info("Model saved to %s", path)

@@ -13,12 +13,17 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Tuple
+
+import numpy as np
 
 from ml_service.backends.base import StepRun
 from ml_service.errors import MLOpsError
 
 RECORD_FILE = "training_record.json"
+# The rows the train step held out, so the evaluate step scores the production model on
+# exactly the data the new model was measured on.
+TEST_SPLIT_FILE = "test_split.npz"
 
 
 class TrainingRecordError(MLOpsError):
@@ -39,20 +44,50 @@ class TrainingRecord:
                 "tags": dict(self.tags)}
 
 
-def write_training_record(folder: Path, record: TrainingRecord) -> Path:
-    """Write the record into the step output folder, whole or not at all; return its path."""
+def _replace_atomically(folder: Path, name: str, write: Any) -> Path:
+    """Write ``folder/name`` through ``write(open binary file)``, whole or not at all."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / RECORD_FILE
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{RECORD_FILE}.")
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(record.to_dict(), out, indent=2, sort_keys=True)
-        os.replace(temporary, target)
+        with os.fdopen(handle, "wb") as out:
+            write(out)
+        os.replace(temporary, folder / name)
     except BaseException:
         os.unlink(temporary)
         raise
-    return target
+    return folder / name
+
+
+def write_training_record(folder: Path, record: TrainingRecord) -> Path:
+    """Write the record into the step output folder, whole or not at all; return its path."""
+    text = json.dumps(record.to_dict(), indent=2, sort_keys=True).encode("utf-8")
+    return _replace_atomically(folder, RECORD_FILE, lambda out: out.write(text))
+
+
+def write_test_split(folder: Path, features: Any, target: Any) -> Path:
+    """Write the held-out rows (features and target, as arrays) beside the model."""
+    return _replace_atomically(folder, TEST_SPLIT_FILE, lambda out: np.savez(
+        out, X=np.asarray(features), y=np.asarray(target)))
+
+
+def read_test_split(folder: Path) -> Tuple[np.ndarray, np.ndarray]:
+    """The held-out rows the train step wrote into ``folder``: (features, target)."""
+    path = Path(folder) / TEST_SPLIT_FILE
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            features, target = saved["X"], saved["y"]
+    except FileNotFoundError as err:
+        raise TrainingRecordError(
+            f"no {TEST_SPLIT_FILE} in {folder}: the train step writes its test rows beside "
+            "the model; run the train step again (an older one did not)") from err
+    except (OSError, ValueError, KeyError) as err:
+        raise TrainingRecordError(f"{path} is not a readable test split: {err}") from err
+    if features.ndim != 2 or target.ndim != 1 or len(features) != len(target) \
+            or len(target) == 0:
+        raise TrainingRecordError(f"{path}: expected X (rows x features) and y (one value "
+                                  f"per row), found {features.shape} and {target.shape}")
+    return features, target
 
 
 def _number(name: str, value: Any, path: Path) -> float:

@@ -1,9 +1,13 @@
 import math
 
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
 
-from diabetes_regression.evaluate.evaluation import (MetricMissingError, compare_models,
-                                                     metric_value)
+from diabetes_regression.evaluate.evaluation import (IncompatibleProductionError,
+                                                     MetricMissingError, compare_models,
+                                                     decide_incompatible, metric_value,
+                                                     score_production)
 from diabetes_regression.parameters import EvaluationParameters
 
 LOWER = EvaluationParameters("mse", higher_is_better=False)
@@ -53,3 +57,47 @@ def test_a_missing_metric_is_an_error_naming_its_side(new, production, owner):
 def test_a_metric_that_is_not_a_finite_number_is_an_error(value):
     with pytest.raises(MetricMissingError):
         metric_value({"mse": value}, "mse", "new model")
+
+
+def mean_prediction(model, data):
+    """A metric function of the test's own: the gate works with whatever the package gives."""
+    return {"mean": float(np.mean(model.predict(data["test"]["X"])))}
+
+
+def _fitted_pair():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X @ [1.0, 2.0, 3.0]
+    data = {"test": {"X": X, "y": y}}
+    return Ridge().fit(X, y), LogisticRegression().fit(X, y > 0), data
+
+
+def test_production_of_another_kind_is_incompatible():
+    regressor, classifier, data = _fitted_pair()
+    with pytest.raises(IncompatibleProductionError,
+                       match="it answers a value per row, the new model a probability"):
+        score_production(regressor, classifier, data, mean_prediction)
+
+
+def test_production_that_fails_on_the_rows_is_incompatible():
+    regressor, _, data = _fitted_pair()
+    narrow = {"test": {"X": data["test"]["X"][:, :2], "y": data["test"]["y"]}}
+    with pytest.raises(IncompatibleProductionError, match="ValueError: X has 2 features"):
+        score_production(regressor, regressor, narrow, mean_prediction)
+
+
+def test_production_scored_with_the_given_function():
+    regressor, _, data = _fitted_pair()
+    assert score_production(regressor, regressor, data, mean_prediction) \
+        == mean_prediction(regressor, data)
+
+
+@pytest.mark.parametrize("action", ["register", "fail"])
+def test_decide_incompatible_follows_the_gate(action):
+    gate = EvaluationParameters("mse", False, on_incompatible_production=action)
+    if action == "fail":
+        with pytest.raises(IncompatibleProductionError, match="set it to 'register'"):
+            decide_incompatible({"mse": 1.0}, "why", 3, gate)
+        return
+    decision = decide_incompatible({"mse": 1.0}, "why", 3, gate)
+    assert decision.register and "version 3" in decision.reason and "why" in decision.reason
