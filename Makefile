@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, smoke test
-	$(BIN)/python -m ml_service.local_loop
+run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, smoke test (DATA=file.csv)
+	$(BIN)/python -m ml_service.local_loop $(if $(DATA),--data "$(DATA)")
 
 test: $(STAMP) ## Run the tests with coverage
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml

@@ -1,8 +1,10 @@
 """The whole loop on one machine: dataset, pipeline, deploy, smoke test, stop.
 
-    python -m ml_service.local_loop        (what `make run` runs)
+    python -m ml_service.local_loop                     (what `make run` runs)
+    python -m ml_service.local_loop --data my.csv       (`make run DATA=my.csv`)
 
-1. registers the sample dataset if the local store lacks it;
+1. registers the model package's sample dataset if the local store lacks it, or, given
+   ``--data``, has the validate step check that CSV and register it as a new version;
 2. runs the training pipeline (validate data, train, evaluate, register) with the local
    executor;
 3. deploys the production model in azureml-inference-server-http;
@@ -16,12 +18,14 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.validate.validate_data import SUMMARY_TAG as DATA_CHECK_TAG
 from ml_service.backends.local import LocalBackend
+from ml_service.errors import ConfigurationError
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
 from ml_service.pipelines.local_executor import execute, make_runner
 from ml_service.util.cli import run_cli
@@ -50,6 +54,7 @@ class LoopSummary:
     tracking_uri: str
     timings: Dict[str, float] = field(default_factory=dict)
     data_check: str = ""
+    dataset: str = ""
 
     def lines(self) -> List[str]:
         """The summary as printable lines."""
@@ -57,6 +62,7 @@ class LoopSummary:
         return [
             "Summary",
             f"  pipeline run   {self.run_id} ({self.run_status})",
+            f"  dataset        {self.dataset or 'not recorded'}",
             f"  data check     {self.data_check or 'not recorded'}",
             f"  metrics        {metrics}",
             f"  decision       {self.decision}",
@@ -78,6 +84,13 @@ def describe_decision(tags: Dict[str, str], registered_version: Optional[str]) -
     return "no model registered"
 
 
+def describe_dataset(tags: Dict[str, str]) -> str:
+    """The dataset version the train step used, as its tags record it."""
+    if "dataset_name" not in tags:
+        return ""
+    return f"{tags['dataset_name']} version {tags.get('dataset_version', '?')}"
+
+
 @contextmanager
 def timed(timings: Dict[str, float], name: str) -> Iterator[None]:
     """Record how long the block took under ``name``."""
@@ -88,9 +101,22 @@ def timed(timings: Dict[str, float], name: str) -> Iterator[None]:
         timings[name] = time.monotonic() - started
 
 
+def check_data_file(path: Path) -> Path:
+    """The CSV a user passed, as an absolute path; ConfigurationError when it is not a file."""
+    if not path.is_file():
+        raise ConfigurationError(f"--data {path}: no such file; pass the path of a CSV file "
+                                 "with the model's feature columns and its target")
+    return path.resolve()
+
+
 def run_loop(backend: LocalBackend, training: TrainingSettings,
-             scoring: ScoringSettings) -> LoopSummary:
-    """Run the four stages and return the summary; the service is stopped at the end."""
+             scoring: ScoringSettings, data_file: Optional[Path] = None) -> LoopSummary:
+    """Run the four stages and return the summary; the service is stopped at the end.
+
+    With ``data_file``, the pipeline's validate step checks that file and registers it as
+    a new version of the dataset, and the model is trained on it.
+    """
+    parameters = {"data_file_path": str(check_data_file(data_file))} if data_file else {}
     started = time.monotonic()
     timings: Dict[str, float] = {}
     # Started first, so the step launcher warms up while the dataset is checked.
@@ -99,12 +125,16 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
         sample = load_parameters().scoring.sample
         LOGGER.info("== 1/4 dataset")
         with timed(timings, "dataset"):
-            ensure_sample_dataset(backend, training.dataset_name)
+            if data_file:
+                LOGGER.info("Training on %s: the validate step registers it once it passed",
+                            parameters["data_file_path"])
+            else:
+                ensure_sample_dataset(backend, training.dataset_name)
         LOGGER.info("== 2/4 training pipeline (local executor)")
         tags = training.build_tags()
         with timed(timings, "pipeline"):
-            result = execute(build_training_pipeline(training), backend, tags=tags,
-                             runner=runner)
+            result = execute(build_training_pipeline(training), backend, parameters,
+                             tags=tags, runner=runner)
     finally:
         runner.close()
     timings.update({f"step {step.name}": step.seconds for step in result.steps
@@ -134,23 +164,27 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
         tracking_uri=backend.tracking_uri,
         timings=timings,
         data_check=run_tags.get(DATA_CHECK_TAG, ""),
+        dataset=describe_dataset(run_tags),
     )
 
 
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
-    """No options: settings come from the environment and .env."""
+    """One option, the data; the settings come from the environment and .env."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path,
+                        help="CSV file to check, register as a new dataset version and "
+                             "train on (default: the latest version, or the sample)")
     return parser.parse_args(argv)
 
 
-def loop(_: argparse.Namespace) -> int:
+def loop(args: argparse.Namespace) -> int:
     """Read the settings, run the loop, print the summary."""
     load_dotenv_file()
     training = TrainingSettings.from_env()
     scoring = ScoringSettings.from_env()
     backend = LocalBackend(BackendSettings.from_env().root, training.experiment_name,
                            scoring.port)
-    summary = run_loop(backend, training, scoring)
+    summary = run_loop(backend, training, scoring, args.data)
     print("\n".join(summary.lines()))
     return 0
 

@@ -1,12 +1,20 @@
-"""`make run`: the whole loop, twice in a row, in a temporary store."""
+"""`make run`: the whole loop, twice in a row, then on a user's CSV, in a temporary store."""
+import logging
+
 import pytest
 
+from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.train import load_sample_data
 from ml_service import local_loop
+from ml_service.util.env_variables import ScoringSettings, TrainingSettings
 
 pytestmark = pytest.mark.integration
+SETTINGS = TrainingSettings()
+METRIC = load_parameters().evaluation.metric
+SAMPLE_ROWS = len(load_parameters().scoring.sample["data"])
 
 
-def test_the_loop_runs_twice_and_the_second_model_is_not_registered(backend, capsys):
+def test_the_loop_runs_twice_then_on_a_users_csv(backend, capsys, tmp_path):
     assert local_loop.main([]) == 0
     first = capsys.readouterr().out
     assert local_loop.main([]) == 0
@@ -14,11 +22,32 @@ def test_the_loop_runs_twice_and_the_second_model_is_not_registered(backend, cap
 
     assert "decision       registered version 1: there is no production model yet" in first
     assert "(FINISHED)" in first
-    assert "decision       not registered: new mse" in second and "(KILLED)" in second
+    assert f"decision       not registered: new {METRIC}" in second and "(KILLED)" in second
     for summary in (first, second):
-        assert "model          diabetes_regression_model.pkl version 1 (production)" in summary
-        assert "smoke test passed: 2 predictions" in summary
-        assert "mse=" in summary and "scoring URL    http://127.0.0.1:" in summary
-    assert [m.version for m in backend.list_models("diabetes_regression_model.pkl")] == [1]
-    assert backend.find_dataset("diabetes_ds").version == 1
-    assert not (backend.root / "deployments" / "diabetes-local" / "service.json").exists()
+        assert f"model          {SETTINGS.model_name} version 1 (production)" in summary
+        assert f"smoke test passed: {SAMPLE_ROWS} predictions" in summary
+        assert f"{METRIC}=" in summary and "scoring URL    http://127.0.0.1:" in summary
+        assert f"dataset        {SETTINGS.dataset_name} version 1" in summary
+    assert [m.version for m in backend.list_models(SETTINGS.model_name)] == [1]
+    assert backend.find_dataset(SETTINGS.dataset_name).version == 1
+    assert not (backend.root / "deployments" / ScoringSettings().service_name
+                / "service.json").exists()
+
+    # make run DATA=mine.csv: checked, registered as version 2, trained on.
+    mine = tmp_path / "mine.csv"
+    load_sample_data().sample(frac=0.8, random_state=1).to_csv(mine, index=False)
+    assert local_loop.main(["--data", str(mine)]) == 0
+    third = capsys.readouterr().out
+    assert f"dataset        {SETTINGS.dataset_name} version 2" in third
+    assert backend.find_dataset(SETTINGS.dataset_name).version == 2
+
+
+def test_the_loop_refuses_a_missing_or_bad_data_file(backend, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    assert local_loop.main(["--data", str(tmp_path / "absent.csv")]) == 1
+    assert "absent.csv: no such file; pass the path of a CSV file" in caplog.text
+    bad = tmp_path / "bad.csv"
+    load_sample_data().iloc[:, :-1].to_csv(bad, index=False)
+    assert local_loop.main(["--data", str(bad)]) == 1
+    assert backend.find_dataset(SETTINGS.dataset_name) is None
+    assert backend.list_models(SETTINGS.model_name) == []
