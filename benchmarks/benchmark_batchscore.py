@@ -2,8 +2,8 @@
 
     python -m benchmarks.benchmark_batchscore [--rows 1000000] [--repeats 3]
 
-In a temporary folder: a CSV file of ``--rows`` rows and 10 feature columns like the
-diabetes sample, and a local store with a model trained on the sample and registered
+In a temporary folder: a CSV file of ``--rows`` rows with the feature columns of the model
+package's sample, and a local store with a model trained on the sample and registered
 as the production model. Then, each the best of ``--repeats`` runs:
 
 - baseline: one process reads the CSV with pandas, predicts, writes the CSV;
@@ -27,23 +27,26 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.model_files import load_model, save_model
+from diabetes_regression.training.prediction import RESULT_KEY, predict
 from diabetes_regression.training.train import (TARGET_COLUMN, load_sample_data, split_data,
                                                 train_model)
 from ml_service.backends.local import LocalBackend
 from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines.local_batchscore import score_csv_with_registry
 from ml_service.util.cli import configure_logging
+from ml_service.util.env_variables import TrainingSettings
 
 LOGGER = logging.getLogger(__name__)
-MODEL_NAME = "diabetes_regression_model.pkl"
+MODEL_NAME = TrainingSettings().model_name
 
 
 def write_scoring_csv(path: Path, rows: int, seed: int = 0) -> None:
-    """Rows of the sample's 10 feature columns, on the sample's scale, full precision."""
+    """Rows of the sample's feature columns, on the sample's scale, full precision."""
     sample = load_sample_data().drop(columns=[TARGET_COLUMN])
     rng = np.random.default_rng(seed)
     values = rng.normal(sample.mean().to_numpy(), sample.std().to_numpy(),
@@ -54,8 +57,8 @@ def write_scoring_csv(path: Path, rows: int, seed: int = 0) -> None:
 def register_production_model(root: Path) -> LocalBackend:
     """A local store whose production model is trained on the sample."""
     backend = LocalBackend(root)
-    model_path = root.parent / MODEL_NAME
-    joblib.dump(train_model(split_data(load_sample_data()), {"alpha": 0.5}), model_path)
+    model = train_model(split_data(load_sample_data()), load_parameters().training)
+    model_path = save_model(model, root.parent, MODEL_NAME)
     run_id = backend.start_pipeline_run("benchmark", {})
     version = backend.register_model(MODEL_NAME, model_path, run_id, tags={})
     backend.set_production_model(MODEL_NAME, version.version)
@@ -64,9 +67,9 @@ def register_production_model(root: Path) -> LocalBackend:
 
 def baseline(input_path: Path, output_path: Path, model_path: Path) -> None:
     """The least a batch scorer could do in one process: read, predict, write."""
-    model = joblib.load(model_path)
+    model = load_model(model_path)
     frame = pd.read_csv(input_path)
-    frame["prediction"] = model.predict(frame.to_numpy())
+    frame["prediction"] = predict(model, frame.to_numpy())[RESULT_KEY]
     frame.to_csv(output_path, index=False)
 
 

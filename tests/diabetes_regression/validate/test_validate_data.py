@@ -2,24 +2,27 @@
 import json
 import logging
 
-import joblib
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
 from diabetes_regression.parameters import DEFAULT_PATH
 from diabetes_regression.training import train_aml
+from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.model_files import save_model
+from diabetes_regression.training.train import TARGET_COLUMN as Y
 from diabetes_regression.training.train import split_data, train_model
 from diabetes_regression.validate import validate_data
 from diabetes_regression.validate.validate_data import (ARTIFACT_FOLDER, EDGE_FILE,
                                                         REPORT_FILE, STATUS_TAG, SUMMARY_TAG)
 from ml_service.backends.local import STEP_TAG
+from ml_service.util.env_variables import TrainingSettings
 from ml_service.util.training_record import read_training_record
 from tests.conftest import make_frame
 
-MODEL = "diabetes_regression_model.pkl"
+MODEL = TrainingSettings().model_name
 DATASET = "ds"
-HEADER = "x0,x1,x2,x3,Y"
+HEADER = f"x0,x1,x2,x3,{Y}"
 
 
 @pytest.fixture
@@ -27,8 +30,8 @@ def production(backend, csv_file, tmp_path):
     """A production model trained on dataset ds version 1 (the csv_file)."""
     dataset = backend.register_dataset(DATASET, csv_file)
     run_id = backend.start_pipeline_run("p", {})
-    path = tmp_path / MODEL
-    joblib.dump(train_model(split_data(make_frame()), {}), path)
+    path = save_model(train_model(split_data(make_frame()), load_parameters().training),
+                      tmp_path, MODEL)
     model = backend.register_model(MODEL, path, run_id, {}, dataset)
     backend.set_production_model(MODEL, model.version)
     return model
@@ -57,14 +60,15 @@ def csv_text(frame):
 
 
 BAD_DATA = [
-    pytest.param(csv_text(make_frame().assign(Y=5.0)),
-                 "the target 'Y' has (near) zero variance: std 0", id="constant target"),
-    pytest.param(csv_text(make_frame().assign(x3=lambda f: f["Y"])),
-                 "feature 'x3' is identical to the target 'Y' (leakage)", id="target as feature"),
-    pytest.param(csv_text(make_frame().assign(x3=lambda f: 2 * f["Y"] + 1)),
-                 "feature 'x3' is correlated with the target 'Y' at r=1.0000",
+    pytest.param(csv_text(make_frame().assign(**{Y: 5.0})),
+                 f"the target '{Y}' has (near) zero variance: std 0", id="constant target"),
+    pytest.param(csv_text(make_frame().assign(x3=lambda f: f[Y])),
+                 f"feature 'x3' is identical to the target '{Y}' (leakage)",
+                 id="target as feature"),
+    pytest.param(csv_text(make_frame().assign(x3=lambda f: 2 * f[Y] + 1)),
+                 f"feature 'x3' is correlated with the target '{Y}' at r=1.0000",
                  id="target scaled as feature"),
-    pytest.param(csv_text(make_frame()).replace(HEADER, "x0,x1,x1,x3,Y", 1),
+    pytest.param(csv_text(make_frame()).replace(HEADER, f"x0,x1,x1,x3,{Y}", 1),
                  "duplicated column names: x1", id="duplicated column names"),
     pytest.param(csv_text(make_frame(rows=1)),
                  "too few rows for the train/test split: 1 (at least 20", id="one row"),
@@ -73,13 +77,13 @@ BAD_DATA = [
     pytest.param("", "is empty: it needs a header row and data rows", id="empty file"),
     pytest.param(csv_text(make_frame().assign(x1=[np.nan] + [0.5] * 59)),
                  "missing values (NaN) in columns: x1", id="missing values"),
-    pytest.param(csv_text(make_frame().drop(columns=["Y"])), "the target column 'Y' is missing",
+    pytest.param(csv_text(make_frame().drop(columns=[Y])), f"the target column '{Y}' is missing",
                  id="no target"),
     pytest.param(csv_text(make_frame().assign(x0="a")), "non-numeric columns: x0",
                  id="text column"),
     pytest.param(csv_text(make_frame().drop(columns=["x2"])),
                  "columns missing compared with the production data: x2", id="missing column"),
-    pytest.param(csv_text(make_frame()[["x1", "x0", "x2", "x3", "Y"]]),
+    pytest.param(csv_text(make_frame()[["x1", "x0", "x2", "x3", Y]]),
                  "columns in another order than in the production data", id="column order"),
 ]
 
@@ -188,12 +192,12 @@ def test_a_shift_fails_when_the_rule_says_so(backend, production, shifted_file, 
 
 def test_a_failed_report_is_logged_too(backend, production, tmp_path, out):
     path = tmp_path / "constant.csv"
-    make_frame().assign(Y=1.0).to_csv(path, index=False)
+    make_frame().assign(**{Y: 1.0}).to_csv(path, index=False)
     assert validate(out, "--data_file_path", str(path)) == 1
     report = json.loads((artifacts(backend, tmp_path) / REPORT_FILE).read_text())
     assert report["status"] == "fail" and report["checks"]["target_variance"]["status"] == "fail"
     assert report["problems"] == [
-        "the target 'Y' has (near) zero variance: std 0 <= validation.min_target_std 1e-06"]
+        f"the target '{Y}' has (near) zero variance: std 0 <= validation.min_target_std 1e-06"]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -95,7 +95,7 @@ def test_rows_needed_covers_the_split_even_when_min_rows_is_lower():
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda f: f.drop(columns=[Y]), "the target column 'Y' is missing"),
+    (lambda f: f.drop(columns=[Y]), f"the target column '{Y}' is missing"),
     (lambda f: f[[Y]], "there are no feature columns"),
     (lambda f: f.assign(x0="a"), "non-numeric columns: x0"),
 ])
@@ -113,7 +113,7 @@ def test_a_header_only_frame_is_not_called_non_numeric():
 
 @pytest.mark.parametrize("change, message", [
     (lambda f: f.assign(x1=[np.nan] + [1.0] * 59), "missing values (NaN) in columns: x1"),
-    (lambda f: f.assign(Y=np.nan), "missing values (NaN) in columns: Y"),
+    (lambda f: f.assign(**{Y: np.nan}), f"missing values (NaN) in columns: {Y}"),
     (lambda f: f.assign(x2=np.inf), "infinite values in columns: x2"),
 ])
 def test_missing_values(change, message):
@@ -149,19 +149,19 @@ def test_schema_accepts_integers_where_there_were_floats():
     (lambda f: f[Y], PASS),
 ])
 def test_target_variance(target, status):
-    check = check_target_variance(make_frame().assign(Y=target), RULES)
+    check = check_target_variance(make_frame().assign(**{Y: target}), RULES)
     assert check.status == status
     if status == FAIL:
-        assert "the target 'Y' has (near) zero variance" in check.messages[0]
+        assert f"the target '{Y}' has (near) zero variance" in check.messages[0]
 
 
 def test_target_variance_is_skipped_when_the_target_is_unusable():
-    assert check_target_variance(make_frame().assign(Y=np.nan), RULES).status == SKIPPED
+    assert check_target_variance(make_frame().assign(**{Y: np.nan}), RULES).status == SKIPPED
 
 
 @pytest.mark.parametrize("leak, message", [
-    (lambda f: f[Y], "feature 'leak' is identical to the target 'Y' (leakage)"),
-    (lambda f: 3 * f[Y] - 7, "feature 'leak' is correlated with the target 'Y' at r=1.0000"),
+    (lambda f: f[Y], f"feature 'leak' is identical to the target '{Y}' (leakage)"),
+    (lambda f: 3 * f[Y] - 7, f"feature 'leak' is correlated with the target '{Y}' at r=1.0000"),
     (lambda f: -f[Y], "at r=-1.0000"),
 ])
 def test_leakage(leak, message):
@@ -215,12 +215,12 @@ def test_a_warning_does_not_fail_the_result():
 
 
 def test_every_problem_is_listed():
-    frame = make_frame().assign(Y=1.0, x1=np.nan)
+    frame = make_frame().assign(**{Y: 1.0}, x1=np.nan)
     result = validate_frame(frame, RULES, reference=make_frame().drop(columns=["x3"]))
     assert result.problems == [
         "missing values (NaN) in columns: x1",
         "columns not in the production data: x3",
-        "the target 'Y' has (near) zero variance: std 0 <= validation.min_target_std 1e-06"]
+        f"the target '{Y}' has (near) zero variance: std 0 <= validation.min_target_std 1e-06"]
 
 
 def test_too_few_rows_skips_the_statistics():

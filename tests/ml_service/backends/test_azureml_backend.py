@@ -40,5 +40,5 @@ def test_service_principal_needs_all_three_and_its_secret_never_shows():
 
 
 def test_latest_metrics_takes_the_last_number():
-    assert latest_metrics({"mse": [3.0, 2.0], "r2": 0.5, "note": "x", "flag": True,
-                           "empty": []}) == {"mse": 2.0, "r2": 0.5}
+    assert latest_metrics({"loss": [3.0, 2.0], "quality": 0.5, "note": "x", "flag": True,
+                           "empty": []}) == {"loss": 2.0, "quality": 0.5}

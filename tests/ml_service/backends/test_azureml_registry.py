@@ -97,14 +97,14 @@ def backend(service):
 
 
 def test_promotion_moves_the_tag_and_keeps_every_other_tag(service, backend):
-    service.add(1, {"run_id": "r1", "mse": "3000.0"})
-    service.add(2, {"run_id": "r2", "mse": "2900.0"})
+    service.add(1, {"run_id": "r1", "error": "3000.0"})
+    service.add(2, {"run_id": "r2", "error": "2900.0"})
     backend.set_production_model(NAME, 1)
     assert backend.get_production_model(NAME).version == 1
     backend.set_production_model(NAME, 2)
     assert service.tagged() == [2]
     assert backend.get_production_model(NAME).version == 2
-    assert service.tags(1) == {"run_id": "r1", "mse": "3000.0"}
+    assert service.tags(1) == {"run_id": "r1", "error": "3000.0"}
     assert service.tags(2)[PRODUCTION_SINCE_TAG] and service.tags(2)["run_id"] == "r2"
 
 

@@ -49,12 +49,12 @@ def test_registering_a_missing_file_changes_nothing(backend, tmp_path):
 # -- runs ----------------------------------------------------------------------
 def test_a_standalone_step_gets_its_own_pipeline_run(backend):
     with backend.step_run("train") as run:
-        run.log_metric("mse", 2.0)
+        run.log_metric("error", 2.0)
         run.log_params({"alpha": 0.5})
         run.set_pipeline_tags({"dataset_name": "ds"})
     assert run.pipeline_run_id != run.id
-    assert backend.get_run_metrics(run.pipeline_run_id) == {"mse": 2.0}
-    assert backend.get_run_metrics(run.id) == {"mse": 2.0}
+    assert backend.get_run_metrics(run.pipeline_run_id) == {"error": 2.0}
+    assert backend.get_run_metrics(run.id) == {"error": 2.0}
     assert backend.get_run_tags(run.pipeline_run_id)["dataset_name"] == "ds"
     assert backend.pipeline_run_status(run.pipeline_run_id) == "FINISHED"
     assert [r.info.run_id for r in backend.list_step_runs(run.pipeline_run_id)] == [run.id]
@@ -94,16 +94,16 @@ def test_versions_alias_and_refusal_for_the_same_run(backend, model_file, tmp_pa
     assert backend.get_production_model(MODEL) is None
     run_a = backend.start_pipeline_run("p", {})
     run_b = backend.start_pipeline_run("p", {})
-    v1 = backend.register_model(MODEL, model_file, run_a, {"mse": "2.0"})
+    v1 = backend.register_model(MODEL, model_file, run_a, {"error": "2.0"})
     backend.set_production_model(MODEL, v1.version)
-    v2 = backend.register_model(MODEL, model_file, run_b, {"mse": "1.0"})
+    v2 = backend.register_model(MODEL, model_file, run_b, {"error": "1.0"})
     assert (v1.version, v2.version) == (1, 2)
     # Production is the aliased version, not merely the latest.
     assert backend.get_production_model(MODEL).version == 1
     backend.set_production_model(MODEL, 2)
     production = backend.get_production_model(MODEL)
     assert production.version == 2 and production.run_id == run_b
-    assert production.tags["mse"] == "1.0"
+    assert production.tags["error"] == "1.0"
     with pytest.raises(ModelAlreadyRegisteredError, match="version 1 is already registered"):
         backend.register_model(MODEL, model_file, run_a, {})
     assert [m.version for m in backend.list_models(MODEL)] == [1, 2]

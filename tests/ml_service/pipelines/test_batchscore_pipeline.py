@@ -4,7 +4,6 @@ import json
 import logging
 import warnings
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +14,11 @@ from azureml.data.azure_storage_datastore import AzureBlobDatastore
 from azureml.pipeline.core.graph import ModuleDef
 from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
 
-from diabetes_regression.training.train import load_sample_data, split_data, train_model
+from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.model_files import save_model
+from diabetes_regression.training.prediction import RESULT_KEY, predict
+from diabetes_regression.training.train import (TARGET_COLUMN, load_sample_data, split_data,
+                                                train_model)
 from ml_service.errors import ConfigurationError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines import diabetes_regression_build_parallel_batchscore_pipeline as build
@@ -23,11 +26,11 @@ from ml_service.pipelines import run_parallel_batchscore_pipeline as run_batchsc
 from ml_service.pipelines.diabetes_regression_build_parallel_batchscore_pipeline import (
     BATCH_STEP_NAME, COPY_SCRIPT, COPY_STEP_NAME, ENTRY_SCRIPT, SCORED_ROWS, SCORING_INPUT,
     SCORING_INPUT_FILE, SCORING_OUTPUT, BatchScoringSettings, build_batchscore_pipeline)
-from ml_service.util.env_variables import EnvironmentSettings
+from ml_service.util.env_variables import EnvironmentSettings, TrainingSettings
 from ml_service.util.manage_environment import build_environment
 from tests.azureml_offline import offline_workflow_provider, offline_workspace
 
-NAME = "diabetes_regression_model.pkl"
+NAME = TrainingSettings().model_name
 COMPUTE = "cpu-cluster"
 DATASET_RUNTIME_WARNING = "ParallelRunStep requires azureml-dataset-runtime"
 # The driver ParallelRunStep runs on each node; it imports the entry script.
@@ -212,9 +215,8 @@ def test_publishing_needs_a_build_id_and_azure_ml(mlops_root, monkeypatch, caplo
 # -- the run script ------------------------------------------------------------------
 @pytest.fixture
 def production_model(backend, tmp_path):
-    model = train_model(split_data(load_sample_data()), {"alpha": 0.5})
-    path = tmp_path / NAME
-    joblib.dump(model, path)
+    model = train_model(split_data(load_sample_data()), load_parameters().training)
+    path = save_model(model, tmp_path, NAME)
     run_id = backend.start_pipeline_run("test", {})
     backend.set_production_model(NAME, backend.register_model(NAME, path, run_id, {}).version)
     return model
@@ -231,8 +233,8 @@ def test_locally_the_registered_dataset_is_scored_with_the_production_model(
     assert run_batchscore.main(["--workers", "2", "--mini_batch_rows", "100"]) == 0
     scored = pd.read_csv("diabetes_scoring_output.csv")
     assert len(scored) == len(sample)
-    assert np.allclose(scored["prediction"],
-                       production_model.predict(sample.drop(columns="Y").values))
+    expected = predict(production_model, sample.drop(columns=TARGET_COLUMN).values)
+    assert np.allclose(scored["prediction"], expected[RESULT_KEY])
 
 
 def test_on_azure_ml_the_pipeline_published_for_the_build_is_run(mlops_root, monkeypatch,

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.train import TARGET_COLUMN
 from diabetes_regression.validate.validate_data import ARTIFACT_FOLDER, REPORT_FILE, STATUS_TAG
 from ml_service.errors import ConfigurationError, StepFailedError
 from ml_service.pipelines import local_executor
@@ -13,6 +15,7 @@ from tests.conftest import make_frame
 
 pytestmark = pytest.mark.integration
 MODEL = TrainingSettings.model_name
+PARAMETERS = load_parameters()
 
 
 def test_without_evaluation_every_run_registers(backend, csv_file):
@@ -28,8 +31,8 @@ def test_without_evaluation_every_run_registers(backend, csv_file):
     steps = backend.list_step_runs(first.run_id)
     assert [r.info.run_name for r in steps] == ["validate", "train", "register"]
     assert all(r.info.status == "FINISHED" for r in steps)
-    assert backend.get_run_metrics(steps[1].info.run_id)["mse"] > 0
-    assert "alpha" in steps[1].data.params
+    assert PARAMETERS.evaluation.metric in backend.get_run_metrics(steps[1].info.run_id)
+    assert set(PARAMETERS.training) <= set(steps[1].data.params)
     assert "validation.min_rows" in steps[0].data.params
     # The same registered version both times: nothing new registered by the pipeline.
     assert backend.find_dataset(TrainingSettings.dataset_name).version == 1
@@ -64,7 +67,7 @@ def test_a_data_file_is_validated_registered_and_trained_on_and_bad_data_stops_t
     assert backend.get_run_tags(good.run_id)[STATUS_TAG] == "pass"
 
     bad = tmp_path / "constant.csv"
-    make_frame().assign(Y=1.0).to_csv(bad, index=False)
+    make_frame().assign(**{TARGET_COLUMN: 1.0}).to_csv(bad, index=False)
     with pytest.raises(StepFailedError, match="step 'Validate Data' of run"):
         local_executor.execute(pipeline, backend, {"data_file_path": str(bad)})
     assert backend.find_dataset(TrainingSettings.dataset_name).version == 1
@@ -76,7 +79,7 @@ def test_a_data_file_is_validated_registered_and_trained_on_and_bad_data_stops_t
     assert failed.info.status == "FAILED" and failed.data.tags[STATUS_TAG] == "fail"
     log = (backend.root / "pipeline_runs" / failed.info.run_id / "logs"
            / "01_Validate_Data.log").read_text()
-    assert "invalid data: the target 'Y' has (near) zero variance" in log
+    assert f"invalid data: the target '{TARGET_COLUMN}' has (near) zero variance" in log
     assert [r.info.run_name for r in backend.list_step_runs(failed.info.run_id)] == ["validate"]
 
 
