@@ -22,7 +22,8 @@ from diabetes_regression.evaluate.evaluation import (Decision, IncompatibleProdu
                                                      compare_models, decide_incompatible,
                                                      score_production)
 from diabetes_regression.parameters import EvaluationParameters, load_parameters
-from diabetes_regression.training.model_files import ModelFileError, load_model
+from diabetes_regression.training.model_files import (MODEL_FOLDER, ModelFileError,
+                                                      load_model)
 from diabetes_regression.training.train import get_model_metrics
 from ml_service.backends import get_backend
 from ml_service.backends.base import Backend, ModelVersion
@@ -53,10 +54,10 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_step_model(folder: Path, model_name: str) -> Any:
+def load_step_model(folder: Path) -> Any:
     """The new model from the train step's folder; ModelNotFoundError naming the folder."""
     try:
-        return load_model(folder / model_name)
+        return load_model(folder / MODEL_FOLDER)
     except ModelFileError as err:
         raise ModelNotFoundError(f"{err}; pass the train step's output folder as "
                                  "--step_input") from err
@@ -107,7 +108,7 @@ def evaluate(args: argparse.Namespace) -> int:
             decision = compare_models(new_metrics, None, gate)
         else:
             features, target = read_test_split(args.step_input)
-            new_model = load_step_model(args.step_input, model_name)
+            new_model = load_step_model(args.step_input)
             decision = challenge(backend, production, new_model,
                                  {"test": {"X": features, "y": target}}, new_metrics, gate)
         tags = {OUTCOME_TAG: decision.outcome, REASON_TAG: decision.reason}

@@ -14,7 +14,8 @@ from typing import Optional
 from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.register.registration import build_model_tags
-from diabetes_regression.training.model_files import ModelFileError, load_model
+from diabetes_regression.training.model_files import (MODEL_FOLDER, ModelFileError,
+                                                      load_model)
 from ml_service.backends import get_backend
 from ml_service.errors import ModelNotFoundError
 from ml_service.util.cli import run_cli
@@ -57,7 +58,7 @@ def register(args: argparse.Namespace) -> int:
             LOGGER.info("Not registered: the evaluate step decided so (%s)",
                         pipeline_tags.get(REASON_TAG, "no reason recorded"))
             return 0
-        model_path = Path(args.step_input) / model_name
+        model_path = Path(args.step_input) / MODEL_FOLDER
         check_model_file(model_path)
         record = read_training_record(Path(args.step_input))
         record_on_pipeline_run(run, record)

@@ -30,7 +30,7 @@ from inference_schema.schema_util import is_schema_decorated
 from werkzeug.exceptions import HTTPException
 
 from diabetes_regression.parameters import load_parameters
-from diabetes_regression.training.model_files import find_model_file, load_model
+from diabetes_regression.training.model_files import find_model, load_model
 from diabetes_regression.training.prediction import (LABELS_KEY, PROBABILITY, RESULT_KEY,
                                                      output_kind, predict)
 
@@ -67,7 +67,7 @@ def init() -> None:
     """Load the model from AZUREML_MODEL_DIR (set by the server locally and on Azure ML)."""
     global scorer
     settings = load_parameters().scoring
-    path = find_model_file(Path(os.environ.get("AZUREML_MODEL_DIR", ".")))
+    path = find_model(Path(os.environ.get("AZUREML_MODEL_DIR", ".")))
     model = load_model(path)
     scorer = Scorer(model, output_kind(model), int(model.n_features_in_), settings.max_rows,
                     settings.max_body_bytes)

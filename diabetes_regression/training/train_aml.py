@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from diabetes_regression.training.model_files import save_model
+from diabetes_regression.training.model_files import MODEL_FOLDER, save_model
 from diabetes_regression.parameters import (ParametersError, ValidationParameters,
                                             load_parameters)
-from diabetes_regression.training.train import (DataValidationError, get_model_metrics,
-                                                split_data, train_model, validate_data)
+from diabetes_regression.training.train import (TARGET_COLUMN, DataValidationError,
+                                                get_model_metrics, split_data, train_model,
+                                                validate_data)
 from diabetes_regression.validate.validate_data import read_data_file, read_validated_data
 from diabetes_regression.validate.validation import validate_frame
 from ml_service.backends import get_backend
@@ -35,7 +36,9 @@ NONE = "none"
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     """Parse MLOpsPython's train-step arguments."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model_name", help="model file name (default: MODEL_NAME)")
+    parser.add_argument("--model_name",
+                        help="registered model name; accepted as MLOpsPython passes it (the "
+                             "model is saved as the MLflow model folder 'model')")
     parser.add_argument("--step_output", required=True,
                         help="folder the trained model is written to")
     parser.add_argument("--dataset_version", default="latest",
@@ -103,7 +106,6 @@ def train(args: argparse.Namespace) -> int:
     load_dotenv_file()
     settings = TrainingSettings.from_env()
     parameters = load_parameters(args.parameters)
-    model_name = args.model_name or settings.model_name
     dataset_name = args.dataset_name or settings.dataset_name
     backend = get_backend(training=settings)
     if args.validated_data is not None and args.data_file_path.lower() != NONE:
@@ -132,7 +134,11 @@ def train(args: argparse.Namespace) -> int:
         # The later steps read these from the output folder: a reused step logs nothing.
         write_training_record(Path(args.step_output), TrainingRecord(run.id, metrics, tags))
         write_test_split(Path(args.step_output), data["test"]["X"], data["test"]["y"])
-        path = save_model(model, Path(args.step_output), model_name)
+        features = [str(c) for c in frame.columns if c != TARGET_COLUMN]
+        path = save_model(model, Path(args.step_output), MODEL_FOLDER,
+                          input_example=data["test"]["X"], feature_names=features)
+        # The model in MLflow's format, on the train run too: mlflow ui shows it there.
+        run.log_artifact(path)
     LOGGER.info("Metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     LOGGER.info("Model saved to %s", path)
     return 0

@@ -142,9 +142,14 @@ class AzureStepRun(StepRun):
         self._pipeline.cancel()
 
     def log_artifact(self, path: Path, artifact_path: str = "") -> None:
-        # The name is the file's path among the run's outputs; Azure ML uses "/" in it.
-        name = "/".join(part for part in (artifact_path.strip("/"), Path(path).name) if part)
-        self._run.upload_file(name=name, path_or_stream=str(path))
+        # The name is the file's (or folder's) path among the run's outputs; Azure ML uses
+        # "/" in it. upload_folder names each file name + its path after ``path``.
+        path = Path(path)
+        name = "/".join(part for part in (artifact_path.strip("/"), path.name) if part)
+        if path.is_dir():
+            self._run.upload_folder(name=name, path=str(path))
+        else:
+            self._run.upload_file(name=name, path_or_stream=str(path))
 
 
 class AzureMLBackend(Backend):

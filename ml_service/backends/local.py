@@ -39,6 +39,10 @@ from ml_service.errors import (ConfigurationError, DatasetNotFoundError,
 LOGGER = logging.getLogger(__name__)
 
 PRODUCTION_ALIAS = "production"
+# Where a registered version's files are among its run's artifacts, and the file that
+# makes a folder an MLflow model.
+MODEL_ARTIFACT = "model"
+MLMODEL_FILE = "MLmodel"
 # Set by the local executor for the step processes it starts.
 ENV_PIPELINE_RUN_ID = "MLOPS_PIPELINE_RUN_ID"
 STEP_TAG = "mlops.step"
@@ -153,7 +157,13 @@ class LocalStepRun(StepRun):
         self._client.set_terminated(self.pipeline_run_id, "KILLED")
 
     def log_artifact(self, path: Path, artifact_path: str = "") -> None:
-        self._client.log_artifact(self.id, str(path), artifact_path or None)
+        path = Path(path)
+        if path.is_dir():
+            # A folder keeps its name among the run's artifacts, as a file does.
+            target = "/".join(part for part in (artifact_path.strip("/"), path.name) if part)
+            self._client.log_artifacts(self.id, str(path), target)
+        else:
+            self._client.log_artifact(self.id, str(path), artifact_path or None)
 
 
 class LocalBackend(Backend):
@@ -364,8 +374,8 @@ class LocalBackend(Backend):
         from mlflow.exceptions import MlflowException
 
         model_path = Path(model_path)
-        if not model_path.is_file():
-            raise ModelNotFoundError(f"no model file at {model_path}")
+        if not model_path.exists():
+            raise ModelNotFoundError(f"no model at {model_path}")
         self._get_run(run_id)
         existing = self.list_models(name, run_id=run_id)
         if existing:
@@ -377,8 +387,13 @@ class LocalBackend(Backend):
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        self.client.log_artifact(run_id, str(model_path), "model")
-        source = f"{self._get_run(run_id).info.artifact_uri}/model"
+        # An MLflow model folder is the version's source itself (models:/name@alias loads
+        # it); a single file (the format before) is stored in a folder of its own.
+        if model_path.is_dir():
+            self.client.log_artifacts(run_id, str(model_path), MODEL_ARTIFACT)
+        else:
+            self.client.log_artifact(run_id, str(model_path), MODEL_ARTIFACT)
+        source = f"{self._get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
         all_tags = dict(tags)
         if dataset is not None:
             all_tags.update({"dataset_name": dataset.name,
@@ -395,13 +410,17 @@ class LocalBackend(Backend):
     def download_model(self, model: ModelVersion, target_dir: Path) -> Path:
         source = self.client.get_model_version(model.name, str(model.version)).source
         source_dir = file_uri_to_path(source)
+        target_dir = Path(target_dir)
+        if (source_dir / MLMODEL_FILE).is_file():
+            target = target_dir / source_dir.name
+            shutil.copytree(source_dir, target, dirs_exist_ok=True)
+            return target
         files = sorted(p for p in source_dir.iterdir() if p.is_file()) \
             if source_dir.is_dir() else []
         if len(files) != 1:
             raise ModelNotFoundError(
-                f"model {model.name} version {model.version}: expected one file in "
-                f"{source_dir}, found {len(files)}")
-        target_dir = Path(target_dir)
+                f"model {model.name} version {model.version}: expected an MLflow model "
+                f"folder or one file in {source_dir}, found {len(files)} files")
         target_dir.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy2(files[0], target_dir / files[0].name))
 

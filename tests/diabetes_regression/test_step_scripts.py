@@ -9,6 +9,7 @@ from diabetes_regression.evaluate import evaluate_model
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.register import register_model
 from diabetes_regression.training import train_aml
+from diabetes_regression.training.model_files import MLMODEL, MODEL_FOLDER
 from diabetes_regression.training.train import TARGET_COLUMN as TARGET
 from ml_service.util import training_record
 from ml_service.util.env_variables import TrainingSettings
@@ -33,12 +34,12 @@ def errors(caplog):
 
 def assert_nothing_registered(backend, out):
     assert backend.list_models(MODEL) == []
-    assert not (out / MODEL).exists()
+    assert not (out / MODEL_FOLDER).exists()
 
 
 def test_train_registers_the_data_file_then_trains(backend, csv_file, out):
     assert train(out, "--data_file_path", str(csv_file)) == 0
-    assert (out / MODEL).is_file()
+    assert (out / MODEL_FOLDER / MLMODEL).is_file()
     assert backend.find_dataset("ds").version == 1
 
 
@@ -187,15 +188,17 @@ def test_evaluate_with_a_bad_allow_run_cancel(backend, trained_run, out, caplog)
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "no model file at"),
-    (b"not a pickle", "does not load as a model"),
+    (None, "no model at"),
+    (b"flavors: [", "does not load as a model"),
+    (b"flavors: {}\n", "names no python_function loader"),
 ])
-def test_register_a_missing_or_broken_model_file(backend, trained_run, tmp_path, caplog,
-                                                 content, message):
+def test_register_a_missing_or_broken_model(backend, trained_run, tmp_path, caplog,
+                                            content, message):
     folder = tmp_path / "empty"
     folder.mkdir()
     if content is not None:
-        (folder / MODEL).write_bytes(content)
+        (folder / MODEL_FOLDER).mkdir()
+        (folder / MODEL_FOLDER / MLMODEL).write_bytes(content)
     assert register_model.main(["--run_id", trained_run, "--step_input", str(folder)]) == 1
     assert message in errors(caplog)
     assert backend.list_models(MODEL) == []

@@ -34,3 +34,30 @@ def test_local_logs_the_file_as_an_mlflow_artifact_of_the_step_run(backend, tmp_
     copied = backend.client.download_artifacts(run.id, listed, str(tmp_path / "dl"))
     assert Path(copied).read_text() == '{"status": "pass"}'
     assert backend.client.list_artifacts(run.pipeline_run_id) == []
+
+
+def a_folder(tmp_path):
+    folder = tmp_path / "report"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.json").write_text("{}")
+    (folder / "sub" / "b.png").write_bytes(b"\x89PNG")
+    return folder
+
+
+@pytest.mark.parametrize("prefix, name", [("", "report"), ("runs/x", "runs/x/report")])
+def test_azure_uploads_a_folder_under_its_name(tmp_path, prefix, name):
+    folder = a_folder(tmp_path)
+    step, pipeline = (create_autospec(Run, spec_set=True, instance=True) for _ in range(2))
+    AzureStepRun(step, pipeline).log_artifact(folder, prefix)
+    step.upload_folder.assert_called_once_with(name=name, path=str(folder))
+    step.upload_file.assert_not_called()
+
+
+def test_local_logs_a_folder_under_its_name(backend, tmp_path):
+    folder = a_folder(tmp_path)
+    with backend.step_run("evaluate") as run:
+        run.log_artifact(folder)
+    listed = backend.client.list_artifacts(run.id, "report")
+    assert sorted(f.path for f in listed) == ["report/a.json", "report/sub"]
+    copied = backend.client.download_artifacts(run.id, "report/sub/b.png", str(tmp_path / "dl"))
+    assert Path(copied).read_bytes() == b"\x89PNG"

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 from unittest.mock import create_autospec, patch
 
-import joblib
 import pytest
 from azureml._base_sdk_common.merkle_tree import create_merkletree
 from azureml._file_utils import get_path_size
@@ -32,6 +31,8 @@ from azureml.core import Environment, Model, Workspace
 from azureml.exceptions import WebserviceException
 from azureml.pipeline.core._module_builder import _ModuleBuilder
 
+from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.model_files import save_model
 from diabetes_regression.training.train import load_sample_data, split_data, train_model
 from ml_service.backends.azureml import AzureMLBackend
 from ml_service.backends.base import ModelVersion
@@ -241,10 +242,11 @@ def test_create_scoring_image_packages_the_staged_folder(environment, workspace,
 
 
 def test_score_py_imports_and_inits_from_the_staged_folder_alone(environment, tmp_path):
-    model_dir = tmp_path / "azureml-models" / "diabetes_regression_model.pkl" / "1"
-    model_dir.mkdir(parents=True)
-    model = train_model(split_data(load_sample_data()), {"alpha": 0.5})
-    joblib.dump(model, model_dir / "diabetes_regression_model.pkl")
+    # Azure ML's layout: <AZUREML_MODEL_DIR>/<name>/<version>/<the registered folder>.
+    model_dir = tmp_path / "azureml-models" / TrainingSettings().model_name / "1"
+    data = split_data(load_sample_data())
+    model = train_model(data, load_parameters().training)
+    save_model(model, model_dir, input_example=data["test"]["X"])
     # Like the SDK's generated driver: the staged root on sys.path, score.py loaded by path.
     # -I -S: no PYTHONPATH and no .pth files, so the editable install cannot supply the project.
     driver = (
