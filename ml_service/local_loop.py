@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
-from diabetes_regression.evaluate.evaluate_model import OUTCOME_TAG, REASON_TAG
+from diabetes_regression.evaluate.evaluate_model import (OUTCOME_TAG, REASON_TAG,
+                                                         STEP_RUN_NAME as EVALUATE_RUN_NAME)
+from diabetes_regression.evaluate.report import REPORT_FOLDER
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.validate.validate_data import SUMMARY_TAG as DATA_CHECK_TAG
-from ml_service.backends.local import LocalBackend
+from ml_service.backends.local import LocalBackend, file_uri_to_path
 from ml_service.errors import ConfigurationError
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
 from ml_service.pipelines.local_executor import execute, make_runner
@@ -55,6 +57,7 @@ class LoopSummary:
     timings: Dict[str, float] = field(default_factory=dict)
     data_check: str = ""
     dataset: str = ""
+    report: str = ""
 
     def lines(self) -> List[str]:
         """The summary as printable lines."""
@@ -66,6 +69,7 @@ class LoopSummary:
             f"  data check     {self.data_check or 'not recorded'}",
             f"  metrics        {metrics}",
             f"  decision       {self.decision}",
+            f"  evaluation     {self.report or 'no report (evaluation off, or not drawn)'}",
             f"  model          {self.model_name} version {self.model_version} (production)",
             f"  scoring URL    {self.scoring_uri} (stopped)",
             f"  smoke test passed: {len(self.predictions)} predictions",
@@ -89,6 +93,16 @@ def describe_dataset(tags: Dict[str, str]) -> str:
     if "dataset_name" not in tags:
         return ""
     return f"{tags['dataset_name']} version {tags.get('dataset_version', '?')}"
+
+
+def find_report(backend: LocalBackend, pipeline_run_id: str) -> str:
+    """Where the evaluate step's report is in the local store, or "" when it wrote none."""
+    for step in backend.list_step_runs(pipeline_run_id):
+        if step.info.run_name == EVALUATE_RUN_NAME:
+            folder = file_uri_to_path(step.info.artifact_uri) / REPORT_FOLDER
+            if folder.is_dir():
+                return f"{folder}{os.sep}"
+    return ""
 
 
 @contextmanager
@@ -165,6 +179,7 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
         timings=timings,
         data_check=run_tags.get(DATA_CHECK_TAG, ""),
         dataset=describe_dataset(run_tags),
+        report=find_report(backend, result.run_id),
     )
 
 

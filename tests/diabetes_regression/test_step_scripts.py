@@ -319,3 +319,39 @@ def test_a_bad_on_incompatible_production_is_named(backend, trained_run, out, tm
     assert evaluate(trained_run, out, "--parameters", str(parameters)) == 1
     assert "evaluation.on_incompatible_production must be one of register, fail" \
         in errors(caplog)
+
+
+def report_of(backend, pipeline_run_id, tmp_path):
+    """The evaluate step's report files, downloaded: {name: path}."""
+    from diabetes_regression.evaluate.report import REPORT_FOLDER
+    evaluate_run = [r for r in backend.list_step_runs(pipeline_run_id)
+                    if r.info.run_name == evaluate_model.STEP_RUN_NAME][-1]
+    folder = backend.client.download_artifacts(evaluate_run.info.run_id, REPORT_FOLDER,
+                                               str(tmp_path / "report"))
+    return {p.name: p for p in train_aml.Path(folder).iterdir()}
+
+
+def test_the_report_shows_both_models_on_the_same_rows(backend, trained_run, out, tmp_path):
+    """Pictures and a JSON whose figures are the logged metrics, new next to production."""
+    from diabetes_regression.evaluate.report import REPORT_JSON
+    assert register_model.main(["--run_id", trained_run, "--step_input", str(out)]) == 0
+    second, folder = second_run(backend, tmp_path, make_frame(rows=200, seed=7))
+    assert evaluate(second, folder, "--allow_run_cancel", "false") == 0
+    files = report_of(backend, second, tmp_path)
+    document = json.loads(files[REPORT_JSON].read_text(),
+                          parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    logged = backend.get_run_metrics(second)
+    assert document["models"]["new"]["metrics"][METRIC] == pytest.approx(logged[METRIC])
+    assert document["models"]["production"]["metrics"][METRIC] == \
+        pytest.approx(logged[f"production_{METRIC}"])
+    assert document["test_rows"] == len(training_record.read_test_split(folder)[1])
+    assert sorted(document["pictures"]) == sorted(n for n in files if n.endswith(".png"))
+    for name in document["pictures"]:
+        assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_first_model_gets_a_report_of_its_own(backend, trained_run, out, tmp_path):
+    assert evaluate(trained_run, out) == 0
+    document = json.loads(report_of(backend, trained_run, tmp_path)["evaluation_report.json"]
+                          .read_text())
+    assert list(document["models"]) == ["new"]

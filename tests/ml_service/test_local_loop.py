@@ -1,8 +1,10 @@
 """`make run`: the whole loop, twice in a row, then on a user's CSV, in a temporary store."""
 import logging
+from pathlib import Path
 
 import pytest
 
+from diabetes_regression.evaluate.report import REPORT_JSON
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.training.train import load_sample_data
 from ml_service import local_loop
@@ -28,6 +30,10 @@ def test_the_loop_runs_twice_then_on_a_users_csv(backend, capsys, tmp_path):
         assert f"smoke test passed: {SAMPLE_ROWS} predictions" in summary
         assert f"{METRIC}=" in summary and "scoring URL    http://127.0.0.1:" in summary
         assert f"dataset        {SETTINGS.dataset_name} version 1" in summary
+    for summary in (first, second):
+        line = next(x for x in summary.splitlines() if x.startswith("  evaluation     "))
+        report = Path(line.split()[-1])
+        assert (report / REPORT_JSON).is_file() and list(report.glob("*.png")), line
     assert [m.version for m in backend.list_models(SETTINGS.model_name)] == [1]
     assert backend.find_dataset(SETTINGS.dataset_name).version == 1
     assert not (backend.root / "deployments" / ScoringSettings().service_name
