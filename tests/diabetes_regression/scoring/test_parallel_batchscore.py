@@ -1,4 +1,8 @@
-"""The batch scoring script (ParallelRunStep's entry script) and its copy-output step."""
+"""The batch scoring script (ParallelRunStep's entry script) and its copy-output step.
+
+Model-agnostic: the data, the model and its predictions come from the model package, so
+these tests pass unchanged when another model is swapped in.
+"""
 import math
 import re
 import subprocess
@@ -9,10 +13,12 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LinearRegression
 
+from diabetes_regression.parameters import load_parameters
 from diabetes_regression.scoring import batchscore_copy_output as copy_output
 from diabetes_regression.scoring import parallel_batchscore as batchscore
+from diabetes_regression.training.prediction import predict
 from diabetes_regression.training.train import (TARGET_COLUMN, load_sample_data, split_data,
                                                 train_model)
 from ml_service.errors import ConfigurationError, ModelNotFoundError
@@ -21,11 +27,14 @@ from ml_service.paths import PROJECT_ROOT
 NAME = "diabetes_regression_model.pkl"
 SAMPLE = load_sample_data()
 FEATURES = [c for c in SAMPLE.columns if c != TARGET_COLUMN]
+TRAINING = load_parameters().training
+# Feature columns picked by position, whatever the model package names them.
+FIRST, SECOND, THIRD, FIFTH, LAST = (FEATURES[i] for i in (0, 1, 2, 4, -1))
 
 
 @pytest.fixture(scope="module")
 def model():
-    return train_model(split_data(SAMPLE), {"alpha": 0.5})
+    return train_model(split_data(SAMPLE), TRAINING)
 
 
 @pytest.fixture
@@ -42,7 +51,7 @@ def no_loaded_model(monkeypatch):
 
 
 def expected(model, frame):
-    return model.predict(frame[FEATURES].to_numpy())
+    return predict(model, frame[FEATURES].to_numpy())["result"]
 
 
 def test_rows_come_back_in_order_with_prediction_and_error_appended(model):
@@ -58,17 +67,17 @@ def test_rows_come_back_in_order_with_prediction_and_error_appended(model):
 
 
 @pytest.mark.parametrize("value, problem", [
-    ("abc", "bmi value 'abc' is not a number"),
-    (math.nan, "bmi is missing"),
-    (None, "bmi is missing"),
-    (math.inf, "bmi value inf is not finite"),
-    (-math.inf, "bmi value -inf is not finite"),
-    (True, "bmi value True is not a number"),
-    ([1.0], "bmi value [1.0] is not a number"),
+    ("abc", f"{THIRD} value 'abc' is not a number"),
+    (math.nan, f"{THIRD} is missing"),
+    (None, f"{THIRD} is missing"),
+    (math.inf, f"{THIRD} value inf is not finite"),
+    (-math.inf, f"{THIRD} value -inf is not finite"),
+    (True, f"{THIRD} value True is not a number"),
+    ([1.0], f"{THIRD} value [1.0] is not a number"),
 ])
 def test_a_bad_row_is_kept_with_its_problem_and_no_prediction(model, value, problem):
     frame = SAMPLE.head(6).astype(object)
-    frame.at[3, "bmi"] = value
+    frame.at[3, THIRD] = value
     scored = batchscore.score_frame(frame, model)
     assert len(scored) == 6
     assert scored["error"].tolist() == ["", "", "", f"row 3: {problem}", "", ""]
@@ -80,10 +89,11 @@ def test_a_bad_row_is_kept_with_its_problem_and_no_prediction(model, value, prob
 def test_every_problem_of_a_row_is_named_with_the_rows_label(model):
     frame = SAMPLE.head(3).astype(object)
     frame.index = [1000, 1001, 1002]
-    frame.at[1001, "age"] = "x"
-    frame.at[1001, "s6"] = None
+    frame.at[1001, FIRST] = "x"
+    frame.at[1001, LAST] = None
     scored = batchscore.score_frame(frame, model)
-    assert scored["error"][1001] == "row 1001: age value 'x' is not a number; s6 is missing"
+    assert scored["error"][1001] == \
+        f"row 1001: {FIRST} value 'x' is not a number; {LAST} is missing"
 
 
 def test_a_text_column_read_from_csv_is_converted_where_it_holds_numbers(model, tmp_path):
@@ -91,25 +101,31 @@ def test_a_text_column_read_from_csv_is_converted_where_it_holds_numbers(model, 
     path = tmp_path / "mixed.csv"
     frame.to_csv(path, index=False)
     text = path.read_text().splitlines()
-    text[2] = text[2].replace(text[2].split(",")[2], "1.2.3", 1)  # row 1, column bmi
+    fields = text[2].split(",")  # row 1
+    fields[list(frame.columns).index(THIRD)] = "1.2.3"
+    text[2] = ",".join(fields)
     path.write_text("\n".join(text) + "\n")
     read = pd.read_csv(path)
-    assert not pd.api.types.is_numeric_dtype(read["bmi"])
+    assert not pd.api.types.is_numeric_dtype(read[THIRD])
     scored = batchscore.score_frame(read, model)
-    assert scored["error"].tolist() == ["", "row 1: bmi value '1.2.3' is not a number", "", ""]
+    assert scored["error"].tolist() == ["", f"row 1: {THIRD} value '1.2.3' is not a number",
+                                        "", ""]
     assert np.allclose(scored["prediction"][[0, 2, 3]], expected(model, frame.loc[[0, 2, 3]]))
 
 
 def test_a_column_of_booleans_is_not_numbers(model):
-    frame = SAMPLE.head(2).assign(sex=[True, False])
-    assert frame["sex"].dtype == bool
+    frame = SAMPLE.head(2).assign(**{SECOND: [True, False]})
+    assert frame[SECOND].dtype == bool
     scored = batchscore.score_frame(frame, model)
-    assert scored["error"].tolist() == ["row 0: sex value True is not a number",
-                                        "row 1: sex value False is not a number"]
+    assert scored["error"].tolist() == [f"row 0: {SECOND} value True is not a number",
+                                        f"row 1: {SECOND} value False is not a number"]
 
 
 def test_a_model_with_several_outputs_per_row_is_refused():
-    two_targets = Ridge().fit(SAMPLE[FEATURES].to_numpy(), SAMPLE[["Y", "bmi"]].to_numpy())
+    # A regressor with two targets, fitted on generated data of the sample's width.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, len(FEATURES)))
+    two_targets = LinearRegression().fit(X, X[:, :2] + rng.normal(size=(50, 2)))
     with pytest.raises(ValueError, match=re.escape("predictions of shape (3, 2)")):
         batchscore.score_frame(SAMPLE.head(3), two_targets)
 
@@ -120,12 +136,15 @@ def test_an_empty_mini_batch_gives_an_empty_result(model):
 
 
 @pytest.mark.parametrize("columns, message", [
-    (FEATURES[:9], "the model reads 10 feature columns; the input has 9"),
-    (FEATURES + ["id"], "the model reads 10 feature columns; the input has 11"),
+    (FEATURES[:-1], f"the model reads {len(FEATURES)} feature columns; the input has "
+                    f"{len(FEATURES) - 1}"),
+    (FEATURES + ["id"], f"the model reads {len(FEATURES)} feature columns; the input has "
+                        f"{len(FEATURES) + 1}"),
     (["name", "city"], "the input has 2 (name, city)"),
     (FEATURES + ["prediction"], "already has column(s) prediction"),
 ])
 def test_columns_that_do_not_fit_the_model_are_refused(model, columns, message):
+    assert model.n_features_in_ == len(FEATURES)
     with pytest.raises(batchscore.BatchInputError, match=re.escape(message)):
         batchscore.feature_columns(columns, model)
 
@@ -136,13 +155,17 @@ def test_the_target_column_is_not_a_feature(model):
 
 def test_a_model_that_knows_its_feature_names_picks_them_and_passes_other_columns():
     frame = SAMPLE[FEATURES].head(30).assign(id=range(30))
-    named = Ridge().fit(SAMPLE[["bmi", "bp"]], SAMPLE[TARGET_COLUMN])
-    assert batchscore.feature_columns(frame.columns, named) == ["bmi", "bp"]
+    # The example model fitted on a data frame of two columns, which it then names.
+    picked = [THIRD, FIFTH]
+    data = {part: {"X": SAMPLE[picked], "y": SAMPLE[TARGET_COLUMN]} for part in ("train", "test")}
+    named = train_model(data, TRAINING)
+    assert list(named.feature_names_in_) == picked
+    assert batchscore.feature_columns(frame.columns, named) == picked
     scored = batchscore.score_frame(frame, named)
-    assert np.allclose(scored["prediction"], named.predict(frame[["bmi", "bp"]]))
+    assert np.allclose(scored["prediction"], predict(named, frame[picked])["result"])
     assert scored["id"].tolist() == list(range(30))
-    with pytest.raises(batchscore.BatchInputError, match="feature column.s. missing: bp"):
-        batchscore.feature_columns(["bmi", "id"], named)
+    with pytest.raises(batchscore.BatchInputError, match=f"feature column.s. missing: {FIFTH}"):
+        batchscore.feature_columns([THIRD, "id"], named)
 
 
 def test_arguments_of_parallel_run_step_are_ignored_and_never_abbreviate_ours():
@@ -186,15 +209,19 @@ def test_the_script_imports_the_project_when_loaded_by_its_path(tmp_path):
     script = Path(batchscore.__file__)
     done = subprocess.run([sys.executable, "-c", LOAD_BY_PATH, str(script), str(PROJECT_ROOT)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout.strip()) == (0, "parallel_batchscore Y"), done.stderr
+    assert (done.returncode, done.stdout.strip()) == (
+        0, f"parallel_batchscore {TARGET_COLUMN}"), done.stderr
 
 
-def test_a_model_folder_must_hold_exactly_one_model_file(tmp_path, model_file):
-    assert batchscore.load_model(model_file.parent).alpha == 0.5
+def test_a_model_folder_must_hold_exactly_one_model_file(tmp_path, model, model_file):
+    loaded = batchscore.load_model(model_file.parent)
+    assert type(loaded) is type(model)
+    assert {name: loaded.get_params()[name] for name in TRAINING} == TRAINING
+    assert (expected(loaded, SAMPLE.head(5)) == expected(model, SAMPLE.head(5))).all()
     (tmp_path / "second.pkl").write_bytes(b"")
     with pytest.raises(ModelNotFoundError, match="found 2"):
         batchscore.load_model(tmp_path)
-    with pytest.raises(ModelNotFoundError, match="no model file"):
+    with pytest.raises(ModelNotFoundError, match="no model at"):
         batchscore.load_model(tmp_path / "missing.pkl")
 
 
@@ -232,8 +259,8 @@ def append_row_file(path, scored):
 @pytest.fixture
 def step_folders(tmp_path, model):
     frame = SAMPLE.head(40).astype(object)
-    frame.at[7, "bmi"] = "a b"
-    frame.at[9, "s1"] = None
+    frame.at[7, THIRD] = "a b"
+    frame.at[9, FIFTH] = None
     (tmp_path / "input").mkdir()
     SAMPLE.head(3).to_csv(tmp_path / "input" / "scoring.csv", index=False)
     (tmp_path / "scored").mkdir()
@@ -251,8 +278,8 @@ def test_the_copy_step_writes_the_rows_with_the_inputs_header(step_folders):
     written = pd.read_csv(folder / "out" / "scores.csv", keep_default_na=False, dtype=str)
     assert list(written.columns) == list(SAMPLE.columns) + ["prediction", "error"]
     assert len(written) == 40
-    assert written["error"][7] == "row 7: bmi value 'a b' is not a number"
-    assert written["error"][9] == "row 9: s1 is missing"
+    assert written["error"][7] == f"row 7: {THIRD} value 'a b' is not a number"
+    assert written["error"][9] == f"row 9: {FIFTH} is missing"
     assert written["prediction"][7] == ""
     assert np.allclose(written["prediction"][:7].astype(float), scored["prediction"][:7])
     assert [p.name for p in (folder / "out").iterdir()] == ["scores.csv"]
@@ -269,7 +296,7 @@ def test_no_scored_rows_give_a_file_with_the_header_only(step_folders):
 
 
 @pytest.mark.parametrize("header, extra_field, message", [
-    ("a,b\n", False, "have 13 fields; expected 4"),
+    ("a,b\n", False, f"have {len(SAMPLE.columns) + 2} fields; expected 4"),
     ("", False, "is empty: it needs a header row"),
     (None, True, "a row does not have the fields of the others"),
 ])

@@ -1,4 +1,9 @@
-"""score.py: request checks in-process, then the real azmlinfsrv serving a registered model."""
+"""score.py: request checks in-process, then the real azmlinfsrv serving a registered model.
+
+Model-agnostic: the data, the model and what it answers come from the model package, so
+these tests pass unchanged when another model is swapped in. Tests about a regressor or a
+classifier specifically build that estimator from generated data.
+"""
 import io
 import json
 import math
@@ -8,55 +13,60 @@ import joblib
 import numpy as np
 import pytest
 import requests
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.scoring import score
+from diabetes_regression.training import prediction
 from diabetes_regression.training.prediction import PROBABILITY, VALUE
-from diabetes_regression.training.train import (TARGET_COLUMN, load_sample_data, split_data,
-                                                train_model)
+from diabetes_regression.training.train import load_sample_data, split_data, train_model
 from ml_service.backends.local import LocalBackend
 from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
 from ml_service.util.smoke_test_scoring_service import smoke_test
 
-SAMPLE = load_parameters().scoring.sample
+SCORING = load_parameters().scoring
+SAMPLE = SCORING.sample
+MAX_ROWS, MAX_BODY_BYTES = SCORING.max_rows, SCORING.max_body_bytes
 ROWS = SAMPLE["data"]
 ROW = ROWS[0]
+# The sample request has the model's width (the service fixture checks it against the model).
+N = len(ROW)
+assert N >= 4, "these tests cut a row into pieces: the sample needs 4 features or more"
 
 
-def scorer(n_features=10, max_rows=1000, kind=VALUE, model=None):
+def scorer(n_features=N, max_rows=1000, kind=VALUE, model=None):
     return score.Scorer(model, kind, n_features, max_rows, 1024)
 
 
 @pytest.mark.parametrize("data, message", [
     ("abc", "'data' must be an array of rows, got the string 'abc'"),
     ([], "'data' is empty"),
-    ([ROW[:3]], "row 0 has 3 values; the model needs 10"),
-    ([ROW[:1]], "row 0 has 1 value; the model needs 10"),
-    ([ROW, "x"], "row 1 must be an array of 10 numbers, got the string 'x'"),
-    ([ROW, {"a": 1}], "row 1 must be an array of 10 numbers, got an object"),
-    ([ROW[:9] + ["a" * 100]], "row 0, column 9: the string '" + "a" * 40 + "'... is not"),
-    ([ROW[:9] + [True]], "row 0, column 9: true is not a number"),
-    ([ROW, ROW[:8] + [None, 1]], "row 1, column 8: null is not a number"),
-    ([ROW[:9] + [[1.0]]], "row 0, column 9: an array is not a number"),
-    ([ROW[:9] + [math.nan]], "row 0, column 9: nan is not a finite number"),
+    ([ROW[:3]], f"row 0 has 3 values; the model needs {N}"),
+    ([ROW[:1]], f"row 0 has 1 value; the model needs {N}"),
+    ([ROW, "x"], f"row 1 must be an array of {N} numbers, got the string 'x'"),
+    ([ROW, {"a": 1}], f"row 1 must be an array of {N} numbers, got an object"),
+    ([ROW[:-1] + ["a" * 100]], f"row 0, column {N - 1}: the string '" + "a" * 40 + "'... is not"),
+    ([ROW[:-1] + [True]], f"row 0, column {N - 1}: true is not a number"),
+    ([ROW, ROW[:-2] + [None, 1]], f"row 1, column {N - 2}: null is not a number"),
+    ([ROW[:-1] + [[1.0]]], f"row 0, column {N - 1}: an array is not a number"),
+    ([ROW[:-1] + [math.nan]], f"row 0, column {N - 1}: nan is not a finite number"),
     ([ROW, ROW[:2] + [math.inf] + ROW[3:]], "row 1, column 2: inf is not a finite number"),
-    ([ROW[:9] + [10 ** 400]], "row 0, column 9: the integer is too large"),
+    ([ROW[:-1] + [10 ** 400]], f"row 0, column {N - 1}: the integer is too large"),
 ])
 def test_parse_rows_names_the_problem(data, message):
     with pytest.raises(score.RequestError, match=re.escape(message)) as caught:
-        score.parse_rows(data, 10, 1000)
+        score.parse_rows(data, N, 1000)
     assert caught.value.status == 400
 
 
 def test_parse_rows_returns_a_float_matrix():
-    matrix = score.parse_rows([ROW, [1] * 10], 10, 1000)
-    assert matrix.dtype == float and matrix.shape == (2, 10)
+    matrix = score.parse_rows([ROW, [1] * N], N, 1000)
+    assert matrix.dtype == float and matrix.shape == (2, N)
 
 
 def test_too_many_rows_is_413():
     with pytest.raises(score.RequestError, match="3 rows; at most 2") as caught:
-        score.parse_rows([ROW] * 3, 10, max_rows=2)
+        score.parse_rows([ROW] * 3, N, max_rows=2)
     assert caught.value.status == 413
 
 
@@ -129,16 +139,33 @@ def test_an_output_overflow_is_a_400_naming_the_rows():
         score.check_answer(np.array([1.0, np.inf]))
 
 
+def generated(rows=500, seed=0):
+    """Generated features of the sample's width, and a linear score of them."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, N))
+    return X, X @ np.arange(1, N + 1) + rng.normal(scale=0.5, size=rows)
+
+
+def serve(model, folder, monkeypatch):
+    """Make ``model`` the one score.init() loads."""
+    joblib.dump(model, folder / "model.pkl")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(folder))
+    return model
+
+
 @pytest.fixture
 def classifier_dir(tmp_path, monkeypatch):
-    """A logistic regression on the sample features, 4 % positives, as the served model."""
-    frame = load_sample_data()
-    X = frame.drop(columns=[TARGET_COLUMN]).to_numpy()
-    y = (frame[TARGET_COLUMN] > frame[TARGET_COLUMN].quantile(0.96)).to_numpy().astype(int)
-    model = LogisticRegression().fit(X, y)
-    joblib.dump(model, tmp_path / "model.pkl")
-    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
-    return model
+    """A logistic regression on generated features, 4 % positives, as the served model."""
+    X, score_ = generated()
+    y = (score_ > np.quantile(score_, 0.96)).astype(int)
+    return serve(LogisticRegression().fit(X, y), tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def regressor_dir(tmp_path, monkeypatch):
+    """A linear regression on generated features, as the served model."""
+    X, y = generated()
+    return serve(LinearRegression().fit(X, y), tmp_path, monkeypatch)
 
 
 def test_run_answers_a_classifier_s_probabilities_and_labels_on_request(classifier_dir):
@@ -150,24 +177,45 @@ def test_run_answers_a_classifier_s_probabilities_and_labels_on_request(classifi
     labelled = score.run({"data": ROWS, "labels": True})
     assert labelled["labels"] == classifier_dir.predict(rows).tolist()
     refused = score.run({"data": [ROW[:2]]})
-    assert refused.status_code == 400 and b"the model needs 10" in refused.get_data()
+    assert refused.status_code == 400 and f"the model needs {N}".encode() in refused.get_data()
 
 
-def test_find_model_file_wants_exactly_one(tmp_path):
+def test_run_answers_a_regressor_s_values_and_refuses_labels(regressor_dir):
+    score.init()
+    answer = score.run({"data": ROWS})
+    assert list(answer) == ["result"]
+    np.testing.assert_allclose(answer["result"], regressor_dir.predict(np.array(ROWS)))
+    refused = score.run({"data": ROWS, "labels": True})
+    assert refused.status_code == 400
+    assert b"'labels' is for a classifier" in refused.get_data()
+
+
+def test_run_answers_a_400_when_the_model_s_output_overflows(regressor_dir):
+    score.init()
+    with np.errstate(over="ignore"):  # the overflow is what this test makes
+        assert not np.isfinite(regressor_dir.predict(np.full((1, N), 1e308))).all()
+        refused = score.run({"data": [[1e308] * N]})
+    assert refused.status_code == 400
+    assert json.loads(refused.get_data())["message"].startswith(
+        "row(s) 0: the model's output is not finite")
+
+
+def test_find_model_wants_exactly_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="found 0"):  # ModelFileError is one
-        score.find_model_file(tmp_path)
+        score.find_model(tmp_path)
     (tmp_path / "m" / "1").mkdir(parents=True)
     (tmp_path / "m" / "1" / "model.pkl").write_bytes(b"")
-    assert score.find_model_file(tmp_path).name == "model.pkl"
+    assert score.find_model(tmp_path).name == "model.pkl"
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    """The production model served by the real azmlinfsrv, stopped afterwards."""
+    """The example model, trained by the model package, served by the real azmlinfsrv as the
+    production model; stopped afterwards."""
     root = tmp_path_factory.mktemp("scoring") / ".mlops"
     backend = LocalBackend(root)
-    data = split_data(load_sample_data())
-    model = train_model(data, {"alpha": 0.5})
+    model = train_model(split_data(load_sample_data()), load_parameters().training)
+    assert model.n_features_in_ == N, "parameters.json's scoring.sample does not fit the model"
     model_path = root.parent / "diabetes_regression_model.pkl"
     joblib.dump(model, model_path)
     run_id = backend.start_pipeline_run("p", {})
@@ -181,13 +229,35 @@ def service(tmp_path_factory):
         requests.get(deployment.scoring_uri.rsplit("/", 1)[0] + "/", timeout=2)
 
 
+def is_classifier(model):
+    return prediction.output_kind(model) == PROBABILITY
+
+
 @pytest.mark.integration
 def test_the_server_scores_like_the_model(service):
     deployment, model = service
     response = requests.post(deployment.scoring_uri, json=SAMPLE, timeout=10)
     assert response.status_code == 200
-    np.testing.assert_allclose(response.json()["result"], model.predict(np.array(SAMPLE["data"])))
+    assert list(response.json()) == ["result"]
+    np.testing.assert_allclose(response.json()["result"],
+                               prediction.predict(model, np.array(ROWS))["result"])
     assert smoke_test(deployment.scoring_uri, SAMPLE, total_s=10) == response.json()["result"]
+
+
+@pytest.mark.integration
+def test_the_server_answers_labels_for_a_classifier_only(service):
+    deployment, model = service
+    response = requests.post(deployment.scoring_uri, json={"data": ROWS, "labels": True},
+                             timeout=10)
+    if is_classifier(model):
+        assert response.status_code == 200, response.text
+        expected = prediction.predict(model, np.array(ROWS), labels=True)
+        assert list(response.json()) == list(expected)
+        np.testing.assert_allclose(response.json()["result"], expected["result"])
+        assert response.json()["labels"] == expected["labels"].tolist()
+    else:
+        assert response.status_code == 400, response.text
+        assert "'labels' is for a classifier" in response.json()["message"]
 
 
 BAD_REQUESTS = [
@@ -205,17 +275,17 @@ BAD_REQUESTS = [
      "nested too deeply"),
     ("missing data", json.dumps({"rows": [ROW]}), 400, "unknown key(s) 'rows'"),
     ("empty list", json.dumps({"data": []}), 400, "'data' is empty"),
-    ("wrong feature count", json.dumps({"data": [ROW[:4]]}), 400, "the model needs 10"),
-    ("non-numeric", json.dumps({"data": [ROW[:9] + ["x"]]}), 400, "is not a number"),
-    ("NaN", '{"data": [[' + ", ".join(["NaN"] * 10) + "]]}", 400, "not a finite number"),
-    ("infinity", '{"data": [[' + ", ".join(["Infinity"] * 10) + "]]}", 400,
+    ("wrong feature count", json.dumps({"data": [ROW[:-1]]}), 400, f"the model needs {N}"),
+    ("non-numeric", json.dumps({"data": [ROW[:-1] + ["x"]]}), 400, "is not a number"),
+    ("NaN", '{"data": [[' + ", ".join(["NaN"] * N) + "]]}", 400, "not a finite number"),
+    ("infinity", '{"data": [[' + ", ".join(["Infinity"] * N) + "]]}", 400,
      "not a finite number"),
-    ("output overflow", json.dumps({"data": [[1e308] * 10]}), 400, "output is not finite"),
-    ("labels of a regressor", json.dumps({"data": [ROW], "labels": True}), 400,
-     "'labels' is for a classifier"),
+    ("labels not a boolean", json.dumps({"data": [ROW], "labels": "yes"}), 400,
+     "'labels' must be true or false"),
     ("data not a list", json.dumps({"data": "abc"}), 400, "must be an array of rows"),
-    ("too many rows", json.dumps({"data": [ROW] * 1001}), 413, "at most 1000"),
-    ("body over the limit", b" " * (1024 * 1024 + 1), 413, "at most 1048576 bytes"),
+    ("too many rows", json.dumps({"data": [ROW] * (MAX_ROWS + 1)}), 413,
+     f"at most {MAX_ROWS}"),
+    ("body over the limit", b" " * (MAX_BODY_BYTES + 1), 413, f"at most {MAX_BODY_BYTES} bytes"),
     ("body not an object", json.dumps([ROW]), 400, "must be a JSON object"),
 ]
 
@@ -233,14 +303,19 @@ def test_client_errors_get_a_4xx_naming_the_problem(service, name, body, status,
 
 @pytest.mark.integration
 def test_swagger_describes_the_input(service):
-    deployment, _ = service
+    deployment, model = service
+    # A classifier's request takes "labels", and its example answer shows them.
+    labels = is_classifier(model)
+    expected = prediction.predict(model, np.array(ROWS), labels=labels)
     base = deployment.scoring_uri.rsplit("/", 1)[0]
     swagger = requests.get(base + "/swagger.json", timeout=10).json()
     assert swagger["swagger"] == "2.0" and "/score" in swagger["paths"]
     body = swagger["definitions"]["ServiceInput"]
-    assert list(body["properties"]) == ["data"] and body["example"]["data"] == ROWS
+    assert list(body["properties"]) == ["data"] + (["labels"] if labels else [])
+    assert body["example"]["data"] == ROWS
     answer = swagger["definitions"]["ServiceOutput"]
-    assert list(answer["properties"]) == ["result"] and len(answer["example"]["result"]) == 2
+    assert list(answer["properties"]) == list(expected)
+    np.testing.assert_allclose(answer["example"]["result"], expected["result"])
     openapi = requests.get(base + "/swagger.json?version=3", timeout=10).json()
     assert openapi["components"]["schemas"]["ServiceInput"] == body
 
@@ -270,12 +345,14 @@ def test_a_body_not_declared_json_is_415(service, headers, status):
 def test_a_chunked_body_over_the_limit_is_413(service):
     deployment, _ = service
 
+    row = json.dumps(ROW).encode() + b","
+
     def chunks():
         yield b'{"data": ['
-        for _ in range(60_000):
-            yield json.dumps(ROW).encode() + b","
+        for _ in range(2 * MAX_BODY_BYTES // len(row)):
+            yield row
 
     response = requests.post(deployment.scoring_uri, data=chunks(), timeout=30,
                              headers={"Content-Type": "application/json"})
     assert response.status_code == 413, response.text
-    assert "more than 1048576 bytes" in response.json()["message"]
+    assert f"more than {MAX_BODY_BYTES} bytes" in response.json()["message"]

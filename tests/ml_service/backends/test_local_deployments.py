@@ -2,11 +2,13 @@
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import joblib
 import pytest
 
+from diabetes_regression.parameters import load_parameters
 from diabetes_regression.training.train import split_data, train_model
 from ml_service.backends import local_server
 from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
@@ -22,7 +24,7 @@ SERVICE = "svc"
 def production(backend, tmp_path):
     """A registered production model trained by the model package on generated data."""
     path = tmp_path / MODEL
-    joblib.dump(train_model(split_data(make_frame()), {}), path)
+    joblib.dump(train_model(split_data(make_frame()), load_parameters().training), path)
     run_id = backend.start_pipeline_run("p", {})
     version = backend.register_model(MODEL, path, run_id, {}).version
     backend.set_production_model(MODEL, version)
@@ -56,6 +58,18 @@ def servers_of(service_dir: Path) -> list:
     return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
+def wait_for_command_line(pid: int, limit_s: float = 30.0) -> None:
+    """Wait until a process just started shows its command line in /proc.
+
+    Popen returns once the child has called exec, but some kernels (gVisor's, for one) show
+    an empty /proc/<pid>/cmdline for a moment afterwards; servers_of would miss the server.
+    """
+    deadline = time.monotonic() + limit_s
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    while cmdline.exists() and not cmdline.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_two_deploys_at_once_leave_one_recorded_server(backend, production):
     service_dir = backend.root / "deployments" / SERVICE
     errors = []
@@ -82,6 +96,7 @@ def test_an_interrupted_deploy_stops_the_server_it_started(backend, production, 
     service_dir = backend.root / "deployments" / SERVICE
 
     def interrupted(base_url, process, log_path, timeout_s):
+        wait_for_command_line(process.pid)
         assert servers_of(service_dir) == [process.pid]
         raise KeyboardInterrupt
 

@@ -1,9 +1,10 @@
 import json
 
+import pandas as pd
 import pytest
 
 from diabetes_regression.parameters import DEFAULT_PATH
-
+from diabetes_regression.training.train import TARGET_COLUMN
 from ml_service.backends.local_server import read_record
 from ml_service.util import deploy_local
 
@@ -35,7 +36,8 @@ def test_deploy_prints_the_url_records_the_pid_and_stop_ends_it(backend, csv_fil
     monkeypatch.setenv("RUN_EVALUATION", "false")
     backend.register_dataset("diabetes_ds", csv_file)
     assert local_executor.main([]) == 0
-    # csv_file has 4 features: the server loads that model just as well.
+    # csv_file is the model package's synthetic data, not its sample: the server loads a
+    # model of any width just as well.
     capsys.readouterr()
     assert deploy_local.main(["deploy"]) == 0
     url = capsys.readouterr().out.strip()
@@ -59,10 +61,11 @@ def test_the_aci_deploy_and_smoke_test_commands_run_on_the_local_backend(backend
     assert deploy_scoring_service.main(["--type", "ACI", "--service", "ci-aci"]) == 0
     url = capsys.readouterr().out.strip()
     assert backend.get_deployment("ci-aci").scoring_uri == url
-    # csv_file's model takes 4 features: a sample of that shape.
+    # csv_file's model takes csv_file's features: a sample of its rows.
+    rows = pd.read_csv(csv_file).drop(columns=[TARGET_COLUMN]).head(2).to_numpy().tolist()
     parameters = backend.root.parent / "parameters.json"
     document = json.loads(DEFAULT_PATH.read_text())
-    document["scoring"]["sample"] = {"data": [[0.1, 0.2, 0.3, 0.4]]}
+    document["scoring"]["sample"] = {"data": rows}
     parameters.write_text(json.dumps(document))
     assert smoke_test_scoring_service.main(["--type", "ACI", "--service", "ci-aci",
                                             "--parameters", str(parameters)]) == 0

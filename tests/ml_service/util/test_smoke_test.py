@@ -1,12 +1,16 @@
+"""The smoke test of a scoring service: the answer must fit parameters.json's sample request."""
 import pytest
 import requests
 
+from diabetes_regression.parameters import load_parameters
 from ml_service.errors import ConfigurationError
 from ml_service.backends.local_server import free_port
 from ml_service.util import smoke_test_scoring_service as smoke
 from ml_service.util.smoke_test_scoring_service import SmokeTestError
 
-SAMPLE = {"data": [[1.0] * 10, [2.0] * 10]}
+# The sample request of the model package, with two rows whatever its own number.
+_REQUEST = load_parameters().scoring.sample
+SAMPLE = {**_REQUEST, "data": (_REQUEST["data"] * 2)[:2]}
 
 
 @pytest.mark.parametrize("service, url", [
