@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +17,7 @@ from sklearn.linear_model import LinearRegression
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.scoring import batchscore_copy_output as copy_output
 from diabetes_regression.scoring import parallel_batchscore as batchscore
+from diabetes_regression.training.model_files import save_model
 from diabetes_regression.training.prediction import predict
 from diabetes_regression.training.train import (TARGET_COLUMN, load_sample_data, split_data,
                                                 train_model)
@@ -39,9 +39,7 @@ def model():
 
 @pytest.fixture
 def model_file(tmp_path, model):
-    path = tmp_path / NAME
-    joblib.dump(model, path)
-    return path
+    return save_model(model, tmp_path, NAME)
 
 
 @pytest.fixture(autouse=True)
@@ -213,12 +211,12 @@ def test_the_script_imports_the_project_when_loaded_by_its_path(tmp_path):
         0, f"parallel_batchscore {TARGET_COLUMN}"), done.stderr
 
 
-def test_a_model_folder_must_hold_exactly_one_model_file(tmp_path, model, model_file):
+def test_a_model_folder_must_hold_exactly_one_model(tmp_path, model, model_file):
     loaded = batchscore.load_model(model_file.parent)
     assert type(loaded) is type(model)
     assert {name: loaded.get_params()[name] for name in TRAINING} == TRAINING
     assert (expected(loaded, SAMPLE.head(5)) == expected(model, SAMPLE.head(5))).all()
-    (tmp_path / "second.pkl").write_bytes(b"")
+    save_model(model, tmp_path, "second")
     with pytest.raises(ModelNotFoundError, match="found 2"):
         batchscore.load_model(tmp_path)
     with pytest.raises(ModelNotFoundError, match="no model at"):

@@ -9,7 +9,6 @@ import json
 import math
 import re
 
-import joblib
 import numpy as np
 import pytest
 import requests
@@ -18,6 +17,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.scoring import score
 from diabetes_regression.training import prediction
+from diabetes_regression.training.model_files import save_model
 from diabetes_regression.training.prediction import PROBABILITY, VALUE
 from diabetes_regression.training.train import load_sample_data, split_data, train_model
 from ml_service.backends.local import LocalBackend
@@ -148,7 +148,7 @@ def generated(rows=500, seed=0):
 
 def serve(model, folder, monkeypatch):
     """Make ``model`` the one score.init() loads."""
-    joblib.dump(model, folder / "model.pkl")
+    save_model(model, folder)
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(folder))
     return model
 
@@ -216,8 +216,7 @@ def service(tmp_path_factory):
     backend = LocalBackend(root)
     model = train_model(split_data(load_sample_data()), load_parameters().training)
     assert model.n_features_in_ == N, "parameters.json's scoring.sample does not fit the model"
-    model_path = root.parent / "diabetes_regression_model.pkl"
-    joblib.dump(model, model_path)
+    model_path = save_model(model, root.parent)
     run_id = backend.start_pipeline_run("p", {})
     version = backend.register_model("diabetes_regression_model.pkl", model_path, run_id, {})
     backend.set_production_model(version.name, version.version)

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-import joblib
 import numpy as np
 import pytest
 import requests
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.model_files import save_model
 from diabetes_regression.training.prediction import predict
 from diabetes_regression.training.train import load_sample_data, split_data, train_model
 from ml_service.backends.local_server import start_server, stop_server, write_record
@@ -98,7 +98,7 @@ def server(tmp_path_factory) -> Any:
     (service_dir / "model").mkdir(parents=True)
     model = train_model(split_data(load_sample_data()), load_parameters().training)
     assert model.n_features_in_ == N, "parameters.json's scoring.sample does not fit the model"
-    joblib.dump(model, service_dir / "model" / "model.pkl")
+    save_model(model, service_dir / "model")
     record = start_server(SCORE_SCRIPT, service_dir)
     write_record(service_dir, record)
     yield record, model, service_dir

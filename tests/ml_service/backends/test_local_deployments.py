@@ -5,10 +5,10 @@ import threading
 import time
 from pathlib import Path
 
-import joblib
 import pytest
 
 from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.model_files import save_model
 from diabetes_regression.training.train import split_data, train_model
 from ml_service.backends import local_server
 from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
@@ -23,8 +23,8 @@ SERVICE = "svc"
 @pytest.fixture
 def production(backend, tmp_path):
     """A registered production model trained by the model package on generated data."""
-    path = tmp_path / MODEL
-    joblib.dump(train_model(split_data(make_frame()), load_parameters().training), path)
+    path = save_model(train_model(split_data(make_frame()), load_parameters().training),
+                      tmp_path)
     run_id = backend.start_pipeline_run("p", {})
     version = backend.register_model(MODEL, path, run_id, {}).version
     backend.set_production_model(MODEL, version)
