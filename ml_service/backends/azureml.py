@@ -97,9 +97,19 @@ def require_dataset_packages(conda_file: str) -> None:
 
 
 def tabular_to_frame(dataset: Any, conda_file: str) -> pd.DataFrame:
-    """A TabularDataset's rows as a data frame, read by azureml-dataprep."""
+    """A TabularDataset's rows as a data frame, read by azureml-dataprep.
+
+    dataprep reads a column of 0 and 1 as booleans, where pandas (the local backend) reads
+    integers: a binary target would train a classifier with False/True labels on Azure ML and
+    0/1 locally. Boolean columns are turned back into 0/1 integers (a column of true/false
+    text becomes 0/1 too, which is what a model computes with either way).
+    """
     require_dataset_packages(conda_file)
-    return dataset.to_pandas_dataframe()
+    frame = dataset.to_pandas_dataframe()
+    flags = [name for name, dtype in frame.dtypes.items() if pd.api.types.is_bool_dtype(dtype)]
+    if flags:
+        frame[flags] = frame[flags].astype("int64")
+    return frame
 
 
 class AzureStepRun(StepRun):

@@ -100,3 +100,11 @@ def test_the_packages_checked_are_the_ones_the_environment_declares():
     _, requirements = read_conda_requirements((PROJECT_ROOT / CONDA_FILE).read_text())
     declared = {canonical_name(r.split("==")[0].split("[")[0]) for r in requirements}
     assert set(backend_module.DATASET_PACKAGES.values()) <= declared
+
+
+def test_a_column_of_0_and_1_reads_as_integers_as_pandas_reads_it(tmp_path):
+    """A binary target: dataprep learns booleans, pandas integers; the backend gives 0/1."""
+    path = tmp_path / "binary.csv"
+    path.write_text("x,label,count\n0.5,0,3\n1.5,1,4\n2.5,1,5\n")
+    frame = tabular_to_frame(tabular_dataset(path), CONDA_FILE)
+    pd.testing.assert_frame_equal(frame, read_csv(path))
