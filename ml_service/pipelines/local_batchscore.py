@@ -18,6 +18,13 @@ line, byte for byte, followed by ``,prediction,error`` (a mini-batch with quoted
 fields, CR characters, or blank or short lines is written by pandas instead, which
 re-formats its values).
 
+Where the workers come from: never a fork of the calling process, which may have loaded or
+used a model with native threads (OpenMP in LightGBM or HistGradientBoosting: its thread
+pool does not survive a fork, and a forked worker hangs in the model's first parallel
+call). On Linux and macOS a fork server, a fresh interpreter that imports what a worker
+needs once, forks every worker (so a worker starts with its imports done); elsewhere
+workers are spawned. Workers load the model themselves.
+
 Order and atomicity: results are written in mini-batch order (a bounded window of
 mini-batches is in flight), to a temporary file beside the output that replaces the
 output only once every row is written. An error, a failed worker or an interruption
@@ -64,6 +71,11 @@ DEFAULT_LOG_EVERY = 20
 WINDOW_PER_WORKER = 3
 SCAN_BLOCK_BYTES = 16 * 1024 * 1024
 NEWLINE, QUOTE = 10, 34
+# What the fork server imports before it forks a worker: the batch scoring script, and with
+# it the model package and the scientific stack, nearly all a worker imports. Not this
+# module: a worker of ``python -m`` runs it again as __mp_main__, and runpy warns about a
+# module it finds imported already; it takes milliseconds once the rest is imported.
+WORKER_PRELOAD = [parallel_batchscore.__name__]
 
 
 @dataclass(frozen=True)
@@ -226,10 +238,24 @@ def start_worker(path: Path, columns: List[str], init_argv: Sequence[str]) -> No
     script's init(); leave Ctrl-C to the parent, which stops the pool."""
     global _SOURCE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Forked while the parent turns SIGTERM into KeyboardInterrupt: a worker just ends.
+    # Whatever the process it was started from did with SIGTERM, a worker just ends.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _SOURCE = (Path(path), list(columns))
+    _reuse_freed_buffers()
     parallel_batchscore.init(list(init_argv))
+
+
+def _reuse_freed_buffers() -> None:
+    """Have the C allocator keep freed buffers of a mini-batch's size for reuse.
+
+    glibc maps each block above its threshold (128 KiB at first) on its own and unmaps it
+    when freed, so that every array of every mini-batch costs fresh page faults, unless a
+    larger mapped block has been freed: the threshold then rises to its size. A worker of a
+    fresh fork server has freed none (a worker forked from the parent inherited the parent's
+    threshold, risen by reading the file): free one, never written to, so it costs nothing.
+    Elsewhere a harmless allocation.
+    """
+    np.empty(SCAN_BLOCK_BYTES, dtype=np.uint8)  # freed at once
 
 
 def parse_rows(data: bytes, columns: List[str], batch: MiniBatch, path: Path) -> pd.DataFrame:
@@ -337,10 +363,39 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _pool_context() -> Any:
-    """fork where there is one: workers start at once, with everything imported."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Where the workers come from: never a fork of this process, which may have loaded or
+    used a model with native threads (OpenMP does not survive a fork: a forked worker hangs
+    in the model's first parallel call).
+
+    Where there is one, a fork server: a fresh interpreter that imports what a worker needs
+    once and forks each worker from itself. It is started now if it is not running (once
+    per process), so that its imports overlap the parent's own work. Elsewhere, spawn.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver, resource_tracker  # POSIX only
+
+    context = multiprocessing.get_context("forkserver")
+    # Read when the server starts: no effect on a server that is running already.
+    context.set_forkserver_preload(WORKER_PRELOAD)
+    # The tracker unblocks SIGINT once it has started: start it before the block.
+    resource_tracker.ensure_running()
+    with _sigint_blocked():
+        forkserver.ensure_running()
+    return context
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread meanwhile: a process started meanwhile keeps it blocked for
+    good (Ctrl-C is the parent's to handle: the fork server, still importing for seconds,
+    and its workers leave it alone), and one that arrives meanwhile is delivered after."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Progress:
@@ -386,7 +441,12 @@ def _write_results(pool: ProcessPoolExecutor, batches: Iterator[MiniBatch], wind
 def score_csv(input_path: Path, output_path: Path, model_path: Path,
               workers: Optional[int] = None, mini_batch_rows: int = DEFAULT_MINI_BATCH_ROWS,
               log_every: int = DEFAULT_LOG_EVERY) -> BatchScoreSummary:
-    """Score every row of a CSV file with a model file; write one output file atomically."""
+    """Score every row of a CSV file with a model file; write one output file atomically.
+
+    Workers are not forked from the caller: each imports the program's main module again,
+    so a program that calls this keeps its own work under ``if __name__ == "__main__":``
+    (multiprocessing's "safe importing of main module").
+    """
     input_path, output_path = Path(input_path), Path(output_path)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1 or mini_batch_rows < 1:
@@ -394,7 +454,9 @@ def score_csv(input_path: Path, output_path: Path, model_path: Path,
     if output_path.resolve() == input_path.resolve():
         raise BatchInputError(f"the output {output_path} would replace the input")
     layout = read_layout(input_path)
-    # Refuse a file without the model's features before any worker starts.
+    context = _pool_context()
+    # Refuse a file without the model's features before any worker starts. Loading the model
+    # here is safe with any model: no worker is forked from this process.
     parallel_batchscore.feature_columns(layout.columns,
                                         parallel_batchscore.load_model(model_path))
     batches = plan_mini_batches(input_path, layout.data_start, mini_batch_rows)
@@ -409,7 +471,7 @@ def score_csv(input_path: Path, output_path: Path, model_path: Path,
     init_argv = ["--model_path", str(model_path)]
     with _terminate_as_interrupt(), atomic_output(output_path) as output:
         output.write(header)
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                    initializer=start_worker,
                                    initargs=(input_path, layout.columns, init_argv))
         try:
@@ -433,6 +495,7 @@ def score_csv_with_registry(backend: Backend, model_name: str, model_version: st
                             input_path: Path, output_path: Path,
                             **options: Any) -> BatchScoreSummary:
     """Score a CSV file with a registered model version (default: the production one)."""
+    _pool_context()  # the workers' server starts while the model downloads
     with tempfile.TemporaryDirectory(prefix="batchscore-model-") as folder:
         model_path = parallel_batchscore.fetch_model(backend, model_name, model_version,
                                                      Path(folder))

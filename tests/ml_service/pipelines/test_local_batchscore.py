@@ -128,19 +128,31 @@ def test_mini_batches_cover_the_rows_once_in_order(tmp_path, block_bytes):
                                                       b'7,"8"\n9,10']
 
 
-def test_a_failing_worker_leaves_no_output_and_no_temporary_file(model_file, data_csv,
-                                                                 monkeypatch):
-    real_run = parallel_batchscore.run
+class BreaksOnLargeValues:
+    """A model that fails on a row with a value above ``limit``: a fault inside a worker.
 
-    def failing_run(frame):
-        if frame.index[0] >= 1000:
+    Workers are not forked from the test process, so a fault must travel in the model file
+    (a patch of the test process would not reach them): this class is imported by name.
+    """
+
+    def __init__(self, fitted, limit):
+        self.fitted, self.limit = fitted, limit
+        self.n_features_in_ = fitted.n_features_in_
+
+    def predict(self, features):
+        if (np.asarray(features) > self.limit).any():
             raise RuntimeError("the model broke")
-        return real_run(frame)
+        return self.fitted.predict(features)
 
-    # Patched before the pool forks: the workers run this.
-    monkeypatch.setattr(parallel_batchscore, "run", failing_run)
+
+def test_a_failing_worker_leaves_no_output_and_no_temporary_file(model, data_csv, tmp_path):
+    frame = scoring_frame()
+    frame.loc[1000:, FEATURES[0]] = 10.0      # the model breaks from row 1000 on
+    frame.to_csv(data_csv, index=False)
+    model_path = tmp_path / "breaks.pkl"
+    joblib.dump(BreaksOnLargeValues(model, limit=1.0), model_path)
     with pytest.raises(RuntimeError, match="the model broke"):
-        score_csv(data_csv, data_csv.parent / "scored.csv", model_file, workers=2,
+        score_csv(data_csv, data_csv.parent / "scored.csv", model_path, workers=2,
                   mini_batch_rows=100)
     assert leftovers(data_csv.parent) == []
 
