@@ -9,34 +9,41 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diabetes_regression.parameters import load_parameters
 from diabetes_regression.scoring import parallel_batchscore
+from diabetes_regression.training.model_files import save_model
+from diabetes_regression.training.prediction import RESULT_KEY, predict
 from diabetes_regression.training.train import (TARGET_COLUMN, load_sample_data, split_data,
                                                 train_model)
 from ml_service.pipelines import local_batchscore
 from ml_service.pipelines.local_batchscore import MiniBatch, plan_mini_batches, score_csv
+from ml_service.util.env_variables import TrainingSettings
 
-NAME = "diabetes_regression_model.pkl"
+NAME = TrainingSettings().model_name
 FEATURES = [c for c in load_sample_data().columns if c != TARGET_COLUMN]
+WIDTH = len(FEATURES)
 ROWS = 3000
+
+
+def answers(model, frame):
+    """What the scorers answer for the frame's rows: the model package's predictions."""
+    return predict(model, frame[FEATURES].to_numpy())[RESULT_KEY]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return train_model(split_data(load_sample_data()), {"alpha": 0.5})
+    return train_model(split_data(load_sample_data()), load_parameters().training)
 
 
 @pytest.fixture
 def model_file(tmp_path, model):
-    path = tmp_path / "model" / NAME
-    path.parent.mkdir()
-    joblib.dump(model, path)
-    return path
+    return save_model(model, tmp_path / "model", NAME)
 
 
 def scoring_frame(rows=ROWS, seed=1):
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(rng.normal(scale=0.05, size=(rows, len(FEATURES))), columns=FEATURES)
-    frame[TARGET_COLUMN] = rng.normal(150, 70, size=rows)
+    frame[TARGET_COLUMN] = rng.normal(size=rows)  # not read by the scorer
     return frame
 
 
@@ -61,7 +68,7 @@ def test_every_row_is_scored_in_input_order_by_two_workers(model, model_file, da
     frame = pd.read_csv(data_csv)
     assert list(scored.columns) == list(frame.columns) + ["prediction", "error"]
     assert len(scored) == ROWS
-    assert (scored["prediction"].to_numpy() == model.predict(frame[FEATURES].to_numpy())).all()
+    assert (scored["prediction"].to_numpy() == answers(model, frame)).all()
     assert scored["error"].isna().all()
     # Each output line is the input line as it was, with the two columns appended.
     inputs, outputs = data_csv.read_text().splitlines(), output.read_text().splitlines()
@@ -71,17 +78,19 @@ def test_every_row_is_scored_in_input_order_by_two_workers(model, model_file, da
 
 def test_bad_rows_are_kept_and_named_by_their_row_number(model, model_file, tmp_path):
     lines = scoring_frame(300).to_csv(index=False).splitlines()
-    bad = {5: ("bmi", "abc", "bmi value 'abc' is not a number"),
-           130: ("s1", "", "s1 is missing"),
-           299: ("age", "inf", "age value inf is not finite")}
+    first, third, fifth, last = FEATURES[0], FEATURES[2], FEATURES[4], FEATURES[-1]
+    bad = {5: (third, "abc", f"{third} value 'abc' is not a number"),
+           130: (fifth, "", f"{fifth} is missing"),
+           299: (first, "inf", f"{first} value inf is not finite")}
     for row, (column, value, _) in bad.items():
         fields = lines[row + 1].split(",")
         fields[FEATURES.index(column)] = value
         lines[row + 1] = ",".join(fields)
     lines[201] = ""                                     # a blank line: row 200
-    lines[251] = ",".join(lines[251].split(",")[:9])   # a short row: 250, no s6 and Y
+    # a short row: 250, without its last feature and the target
+    lines[251] = ",".join(lines[251].split(",")[:len(FEATURES) - 1])
     bad.update({200: (None, None, "; ".join(f"{c} is missing" for c in FEATURES)),
-                250: (None, None, "s6 is missing")})
+                250: (None, None, f"{last} is missing")})
     path = tmp_path / "bad.csv"
     path.write_text("\n".join(lines) + "\n")
     summary = score_csv(path, tmp_path / "out.csv", model_file, workers=2, mini_batch_rows=64)
@@ -110,9 +119,10 @@ def test_quoted_fields_crlf_and_a_missing_last_newline_are_read_right(model, mod
     summary = score_csv(path, tmp_path / "out.csv", model_file, workers=2, mini_batch_rows=7)
     assert summary.rows == 50
     scored = pd.read_csv(tmp_path / "out.csv")
-    assert scored["error"].dropna().tolist() == ["row 19: bmi value 'two\\nlines' is not a number"]
+    assert scored["error"].dropna().tolist() == [
+        f"row 19: {FEATURES[2]} value 'two\\nlines' is not a number"]
     good = frame.drop(index=19)
-    assert np.allclose(scored["prediction"].drop(index=19), model.predict(good[FEATURES].values))
+    assert np.allclose(scored["prediction"].drop(index=19), answers(model, good))
 
 
 @pytest.mark.parametrize("block_bytes", [5, 64, 1 << 20])
@@ -193,12 +203,13 @@ def test_an_interrupted_run_leaves_no_output_and_keeps_an_older_one(model_file, 
     (b"", "is empty: it needs a header row and data rows"),
     (b"\nage,sex\n1,2\n", "the first line is empty"),
     (",".join(FEATURES + [TARGET_COLUMN]).encode() + b"\n", "has a header but no data rows"),
-    (b"name,city\nx,y\n", "the model reads 10 feature columns; the input has 2 (name, city)"),
+    (b"name,city\nx,y\n",
+     f"the model reads {WIDTH} feature columns; the input has 2 (name, city)"),
     (b'"age,sex\n1,2\n', "cannot read the header"),
-    (",".join(FEATURES).encode() + b"\n" + b"1," * 10 + b"1\n",
-     "row 0 has more fields than the 10 columns of the header"),
-    (",".join(FEATURES).encode() + b"\n" + b"1," * 9 + b"1\n" + b"1," * 10 + b"1\n",
-     "Expected 10 fields in row 1, saw 11"),
+    (",".join(FEATURES).encode() + b"\n" + b"1," * WIDTH + b"1\n",
+     f"row 0 has more fields than the {WIDTH} columns of the header"),
+    (",".join(FEATURES).encode() + b"\n" + b"1," * (WIDTH - 1) + b"1\n" + b"1," * WIDTH + b"1\n",
+     f"Expected {WIDTH} fields in row 1, saw {WIDTH + 1}"),
 ])
 def test_the_cli_refuses_a_bad_input_file_and_writes_nothing(model_file, tmp_path, caplog,
                                                              content, message):
@@ -258,7 +269,7 @@ def test_the_cli_scores_with_the_production_model_of_the_local_store(backend, mo
                                   "--workers", "2", "--mini_batch_rows", "1000"]) == 0
     assert "Scored 3000 rows (0 bad)" in caplog.text
     scored = pd.read_csv("scored.csv")
-    assert np.allclose(scored["prediction"], model.predict(scoring_frame()[FEATURES].values))
+    assert np.allclose(scored["prediction"], answers(model, scoring_frame()))
 
 
 def test_a_mini_batch_that_does_not_parse_to_its_rows_is_an_error(tmp_path):
