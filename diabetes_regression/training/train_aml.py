@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import pandas as pd
+
 from diabetes_regression.training.model_files import MODEL_FOLDER, save_model
 from diabetes_regression.parameters import (ParametersError, ValidationParameters,
                                             load_parameters)
@@ -55,25 +57,28 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_data_file(path: Path, rules: ValidationParameters) -> None:
-    """Raise DataValidationError naming every problem the validation rules find in a file."""
+def check_data_file(path: Path, rules: ValidationParameters) -> pd.DataFrame:
+    """Raise DataValidationError naming every problem the validation rules find in a file;
+    return the frame read, so registering it does not parse the file again."""
     frame, header = read_data_file(path)
     problems = validate_frame(frame, rules, header=header).problems
     if problems:
         raise DataValidationError("invalid data: " + "; ".join(problems))
     validate_data(frame)
+    return frame
 
 
 def resolve_dataset(backend: Backend, name: str, version: str, data_file_path: str,
                     rules: Optional[ValidationParameters] = None) -> DatasetVersion:
     """Return the dataset to train on, registering ``data_file_path`` first if given."""
     if data_file_path and data_file_path.lower() != NONE:
+        frame = None
         if Path(data_file_path).is_file():
             # Check a local file before it becomes a dataset version (on Azure ML the
             # path is on the datastore: the data is checked once loaded).
-            check_data_file(Path(data_file_path), rules or ValidationParameters())
+            frame = check_data_file(Path(data_file_path), rules or ValidationParameters())
         return backend.register_dataset(name, Path(data_file_path),
-                                        description="registered by the train step")
+                                        description="registered by the train step", frame=frame)
     dataset = backend.find_dataset(name, version)
     if dataset is None:
         raise DatasetNotFoundError(

@@ -237,10 +237,11 @@ class AzureMLBackend(Backend):
             return None
         return DatasetVersion(name, int(dataset.version), dataset.description or "")
 
-    def register_dataset(self, name: str, file_path: Path,
-                         description: str = "") -> DatasetVersion:
+    def register_dataset(self, name: str, file_path: Path, description: str = "",
+                         frame: Optional[pd.DataFrame] = None) -> DatasetVersion:
         """Register a file as a new version: a local file is uploaded first; any other
-        path is taken as a path on the datastore (MLOpsPython's --data_file_path)."""
+        path is taken as a path on the datastore (MLOpsPython's --data_file_path).
+        ``frame`` is not used: Azure ML reads the uploaded file itself."""
         from azureml.core import Dataset
 
         # Checked first: the file would be uploaded before from_delimited_files failed.

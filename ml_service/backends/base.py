@@ -134,9 +134,14 @@ class Backend(ABC):
         """Return the dataset version (a number or ``latest``), or None if there is none."""
 
     @abstractmethod
-    def register_dataset(self, name: str, file_path: Path,
-                         description: str = "") -> DatasetVersion:
-        """Register a CSV file as the next version of a dataset."""
+    def register_dataset(self, name: str, file_path: Path, description: str = "",
+                         frame: Optional[pd.DataFrame] = None) -> DatasetVersion:
+        """Register a CSV file as the next version of a dataset.
+
+        ``frame`` is the file as the caller read it (``read_data_file``), when it has: a
+        backend may keep a faster copy of the data from it instead of parsing the file
+        again. The file stays the registered data, byte for byte.
+        """
 
     @abstractmethod
     def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:

@@ -4,7 +4,8 @@ Everything lives under one root folder (``.mlops/`` by default):
 
     mlflow.db               MLflow tracking store and model registry
     artifacts/              MLflow artifacts (registered model files)
-    datasets/NAME/N/        version N of a dataset: data.csv and dataset.json
+    datasets/NAME/N/        version N of a dataset: data.csv, dataset.json and
+                            data.parquet, a columnar copy of data.csv read instead of it
     pipeline_runs/RUN_ID/   data edges and step logs of a local pipeline run
     deployments/NAME/       a local scoring service: model, record, server log
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pandas as pd
 
 from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deployment,
@@ -32,7 +34,7 @@ from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deploymen
 from ml_service.backends import local_server
 from ml_service.pipelines.definition import (PipelineDefinition, definition_from_dict,
                                              definition_to_dict)
-from ml_service.errors import (ConfigurationError, DatasetNotFoundError,
+from ml_service.errors import (ConfigurationError, DatasetNotFoundError, MLOpsError,
                                ModelAlreadyRegisteredError, ModelNotFoundError,
                                RunNotFoundError)
 
@@ -50,6 +52,18 @@ PIPELINE_TAG = "mlops.pipeline"
 CANCEL_TAG = "mlops.cancel_reason"
 PARENT_TAG = "mlflow.parentRunId"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# A dataset version's files: the CSV file as registered, byte for byte, and its columnar
+# copy, which load_dataset reads instead while it is intact and made from that CSV file.
+DATA_FILE = "data.csv"
+CACHE_FILE = "data.parquet"
+# The Parquet metadata key of the fingerprint of the CSV file a columnar copy was made from.
+CACHE_SOURCE_KEY = b"mlops.csv_fingerprint"
+# The frame.attrs key of the file (and its version) read_csv read a frame from.
+SOURCE_ATTR = "mlops.source"
+
+
+class DataFileChangedError(MLOpsError):
+    """A data file changed between being read (and checked) and being registered."""
 
 
 def check_name(kind: str, name: str) -> str:
@@ -281,7 +295,7 @@ class LocalBackend(Backend):
         if not folder.is_dir():
             return []
         return sorted(int(p.name) for p in folder.iterdir()
-                      if p.name.isdigit() and (p / "data.csv").is_file())
+                      if p.name.isdigit() and (p / DATA_FILE).is_file())
 
     def find_dataset(self, name: str, version: str = LATEST) -> Optional[DatasetVersion]:
         versions = self._dataset_versions(name)
@@ -301,8 +315,12 @@ class LocalBackend(Backend):
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         return DatasetVersion(name, number, meta.get("description", ""))
 
-    def register_dataset(self, name: str, file_path: Path,
-                         description: str = "") -> DatasetVersion:
+    def register_dataset(self, name: str, file_path: Path, description: str = "",
+                         frame: Optional[pd.DataFrame] = None) -> DatasetVersion:
+        """Copy the CSV file into the next version folder; with ``frame``, the file as
+        read_csv read it, also write its columnar copy (data.parquet) from it, so the file is
+        not parsed again. The version appears whole, with or without the copy, or not at all.
+        """
         file_path = Path(file_path)
         if not file_path.is_file():
             raise DatasetNotFoundError(f"cannot register dataset {name!r}: "
@@ -312,7 +330,9 @@ class LocalBackend(Backend):
         # Stage the copy beside its final place, then rename: no half-written version.
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
         try:
-            shutil.copyfile(file_path, staging / "data.csv")
+            shutil.copyfile(file_path, staging / DATA_FILE)
+            if frame is not None and same_content(frame, file_path):
+                write_columnar_copy(staging, frame, csv_fingerprint(staging / DATA_FILE))
             while True:
                 number = (self._dataset_versions(name) or [0])[-1] + 1
                 meta = {"name": name, "version": number, "description": description,
@@ -332,10 +352,19 @@ class LocalBackend(Backend):
 
     def dataset_path(self, dataset: DatasetVersion) -> Path:
         """Return the CSV file of a registered dataset version."""
-        return self._dataset_dir(dataset.name) / str(dataset.version) / "data.csv"
+        return self._dataset_dir(dataset.name) / str(dataset.version) / DATA_FILE
 
     def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:
-        return read_csv(self.dataset_path(dataset))
+        """The version's data: from its columnar copy while that is sound and matches
+        data.csv, else from data.csv, and then the copy is written again for the next load."""
+        csv_path = self.dataset_path(dataset)
+        frame = read_columnar_copy(csv_path.parent)
+        if frame is not None:
+            return frame
+        fingerprint = csv_fingerprint(csv_path) if csv_path.is_file() else b""
+        frame = read_csv(csv_path)
+        write_columnar_copy(csv_path.parent, frame, fingerprint)
+        return frame
 
     def read_data_file(self, file_path: str) -> pd.DataFrame:
         return read_csv(Path(file_path))
@@ -527,13 +556,144 @@ class LocalBackend(Backend):
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV file; raise DatasetNotFoundError or ValueError with the file named."""
+    """Read a CSV file with pandas; raise DatasetNotFoundError or ValueError with the file
+    named. The frame's ``attrs`` record which file, and which version of it, it holds:
+    register_dataset takes its columnar copy from the frame only while the file is still
+    that version (see same_content)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"no data file at {path}")
+    source = {"path": str(path.resolve()), **file_stamp(path)}
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except pd.errors.EmptyDataError as err:
         raise ValueError(f"{path} is empty: it needs a header row and data rows") from err
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a readable CSV file: {err}") from err
+    frame.attrs[SOURCE_ATTR] = {**source, "shape": list(frame.shape)}
+    return frame
+
+
+def file_stamp(path: Path) -> Dict[str, int]:
+    """What tells one version of a file from another without reading it."""
+    stat = Path(path).stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino,
+            "device": stat.st_dev}
+
+
+def same_content(frame: pd.DataFrame, file_path: Path) -> bool:
+    """True when ``frame`` is the file as read_csv read it and the file is unchanged since.
+
+    False (logged) for a frame read_csv did not read; ValueError for one read from another
+    file or cut since; DataFileChangedError when the file changed after it was read, so
+    what was checked is not what would be registered.
+    """
+    source = frame.attrs.get(SOURCE_ATTR)
+    if not isinstance(source, dict):
+        LOGGER.debug("The frame given for %s was not read by read_csv: its columnar copy is "
+                     "written when it is first loaded", file_path)
+        return False
+    file_path = Path(file_path)
+    if source.get("path") != str(file_path.resolve()) or source.get("shape") != list(
+            frame.shape):
+        raise ValueError(f"the frame given with {file_path} is not that file as read_csv "
+                         f"read it (it was read from {source.get('path')}, "
+                         f"{source.get('shape')} rows and columns, and is now "
+                         f"{list(frame.shape)}): pass the frame read_csv returned, or none")
+    now = file_stamp(file_path)
+    if any(source.get(key) != value for key, value in now.items()):
+        raise DataFileChangedError(
+            f"{file_path} changed after it was read ({source.get('size')} bytes then, "
+            f"{now['size']} now): the data checked is not the data that would be "
+            "registered; run the step again once nothing writes to the file")
+    return True
+
+
+def csv_fingerprint(csv_path: Path) -> bytes:
+    """Size and modification time of a version's data.csv, kept in its columnar copy: a
+    copy whose fingerprint differs was not made from this file and is not used."""
+    stamp = file_stamp(csv_path)
+    return json.dumps({"size": stamp["size"], "mtime_ns": stamp["mtime_ns"]}).encode()
+
+
+def columnar_copy_possible(frame: pd.DataFrame) -> bool:
+    """A frame whose Parquet copy reads back identical: numbers or booleans in numpy
+    columns with distinct text names, on the default row index."""
+    index = frame.index
+    return (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+            and frame.columns.is_unique and all(isinstance(c, str) for c in frame.columns)
+            and all(isinstance(d, np.dtype) and d.kind in "biuf" for d in frame.dtypes))
+
+
+def write_columnar_copy(folder: Path, frame: pd.DataFrame, fingerprint: bytes) -> bool:
+    """Write ``frame`` as ``folder/data.parquet`` (a temporary file renamed into place) with
+    the fingerprint of the data.csv it holds; return False, logged, when it cannot be: the
+    CSV file stays the data, the copy only saves parsing it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not fingerprint or not columnar_copy_possible(frame):
+        LOGGER.debug("No columnar copy of the data in %s: it is read from its CSV file", folder)
+        return False
+    temporary = None
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{CACHE_FILE}.",
+                                             suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            table = pa.Table.from_pandas(without_attrs(frame))
+            metadata = {**(table.schema.metadata or {}), CACHE_SOURCE_KEY: fingerprint}
+            pq.write_table(table.replace_schema_metadata(metadata), out,
+                           compression="none", use_dictionary=False,
+                           write_page_checksum=True)
+        # mkstemp makes the file private: give it the permissions of the CSV file it copies.
+        os.chmod(temporary, (folder / DATA_FILE).stat().st_mode & 0o777)
+        os.replace(temporary, folder / CACHE_FILE)
+        return True
+    except (pa.ArrowException, OSError) as err:
+        LOGGER.warning("Could not write the columnar copy of the data in %s (%s): it is read "
+                       "from its CSV file", folder, err)
+        return False
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def without_attrs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame without its ``attrs`` (pyarrow would store them in the copy), not copied."""
+    plain = frame.copy(deep=False)
+    plain.attrs = {}
+    return plain
+
+
+def read_columnar_copy(folder: Path) -> Optional[pd.DataFrame]:
+    """The data of ``folder/data.parquet`` if it is there, intact and made from the
+    folder's data.csv as it is now; None (a damaged or outdated copy logged) otherwise."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = folder / CACHE_FILE
+    csv_path = folder / DATA_FILE
+    if not path.is_file() or not csv_path.is_file():
+        return None
+    try:
+        with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+            made_from = (parquet.schema_arrow.metadata or {}).get(CACHE_SOURCE_KEY)
+            if made_from != csv_fingerprint(csv_path):
+                LOGGER.warning("The columnar copy %s was not made from %s as it is now: "
+                               "reading the CSV file", path, csv_path)
+                return None
+            return table_to_frame(parquet.read())
+    except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+        LOGGER.warning("The columnar copy %s is unreadable (%s): reading %s instead", path,
+                       err, csv_path)
+        return None
+
+
+def table_to_frame(table: Any) -> pd.DataFrame:
+    """The table as a frame, column by column without copying where pandas can share
+    pyarrow's memory; the memory pyarrow freed is given back, not kept beside the frame."""
+    import pyarrow as pa
+
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    pa.default_memory_pool().release_unused()
+    return frame

@@ -3,6 +3,7 @@ import json
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 
@@ -15,7 +16,7 @@ from diabetes_regression.training.train import split_data, train_model
 from diabetes_regression.validate import validate_data
 from diabetes_regression.validate.validate_data import (ARTIFACT_FOLDER, EDGE_FILE,
                                                         REPORT_FILE, STATUS_TAG, SUMMARY_TAG)
-from ml_service.backends.local import STEP_TAG
+from ml_service.backends.local import STEP_TAG, read_columnar_copy
 from ml_service.util.env_variables import TrainingSettings
 from ml_service.util.training_record import read_training_record
 from tests.conftest import make_frame
@@ -126,6 +127,15 @@ def test_good_data_is_registered_after_it_passed_and_handed_to_the_train_step(
     assert train_aml.main(["--step_output", str(model_out), "--validated_data", str(out)]) == 0
     assert read_training_record(model_out).tags["dataset_version"] == "1"
     assert backend.find_dataset(DATASET).version == 1
+
+
+def test_the_file_that_passed_is_registered_with_a_columnar_copy_of_what_was_read(
+        backend, csv_file, out):
+    assert validate(out, "--data_file_path", str(csv_file)) == 0
+    registered = backend.dataset_path(backend.find_dataset(DATASET))
+    assert registered.read_bytes() == csv_file.read_bytes()
+    pd.testing.assert_frame_equal(read_columnar_copy(registered.parent), pd.read_csv(csv_file),
+                                  check_exact=True)
 
 
 def test_a_registered_version_is_checked_and_nothing_new_is_registered(backend, production, out):

@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import ks_2samp
 
 from diabetes_regression.parameters import ShiftRule, ValidationParameters
 from diabetes_regression.training.train import TARGET_COLUMN as Y
@@ -13,9 +14,9 @@ from diabetes_regression.validate.validation import (FAIL, PASS, SKIPPED, WARN,
                                                      check_missing_values, check_rows,
                                                      check_schema, check_shift,
                                                      check_target_variance, duplicated_names,
-                                                     population_stability_index,
+                                                     ks_test, population_stability_index,
                                                      renamed_duplicates, rows_needed,
-                                                     validate_frame)
+                                                     shift_statistics, validate_frame)
 from tests.conftest import make_frame
 
 RULES = ValidationParameters()
@@ -63,7 +64,7 @@ def test_renamed_duplicates(columns, header, renamed):
 
 
 def test_duplicated_columns_come_from_the_raw_header():
-    frame = pd.read_csv(pd.io.common.StringIO("x,x,Y\n1,2,3\n"))
+    frame = pd.read_csv(pd.io.common.StringIO(f"x,x,{Y}\n1,2,3\n"))
     assert list(frame.columns) == ["x", "x.1", Y]
     check = check_duplicated_columns(list(frame.columns), ["x", "x", Y])
     assert check.status == FAIL and check.messages == ("duplicated column names: x",)
@@ -90,7 +91,8 @@ def test_rows(rows, status, message):
 
 
 def test_rows_needed_covers_the_split_even_when_min_rows_is_lower():
-    assert rows_needed(replace(RULES, min_rows=1)) == 6  # 2 test rows (20 %) and 4 train rows
+    assert rows_needed(replace(RULES, min_rows=1), test_size=0.2) == 6  # 2 test and 4 train
+    assert rows_needed(replace(RULES, min_rows=1), test_size=0.5) == 4
     assert rows_needed(replace(RULES, min_rows=50)) == 50
 
 
@@ -106,7 +108,7 @@ def test_columns(change, message):
 
 
 def test_a_header_only_frame_is_not_called_non_numeric():
-    frame = pd.read_csv(pd.io.common.StringIO("x0,x1,Y\n"))
+    frame = pd.read_csv(pd.io.common.StringIO(f"x0,x1,{Y}\n"))
     result = validate_frame(frame, RULES, header=["x0", "x1", Y])
     assert result.problems == ["the dataset has no rows (only a header)"]
 
@@ -180,6 +182,42 @@ def test_psi_is_zero_for_the_same_data_and_large_for_moved_data():
     values = np.random.default_rng(0).normal(size=500)
     assert population_stability_index(values, values, 10) == pytest.approx(0)
     assert population_stability_index(values + 2, values, 10) > 1
+
+
+def psi_by_searching_every_value(values, reference, bins):
+    """PSI as first written: every value searched among the bin edges."""
+    inner = np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1])
+    edges = np.unique(np.append(inner, reference.min()))
+    expected = np.bincount(np.searchsorted(edges, reference, side="left"),
+                           minlength=edges.size + 1) / reference.size
+    actual = np.bincount(np.searchsorted(edges, values, side="left"),
+                         minlength=edges.size + 1) / values.size
+    expected, actual = np.maximum(expected, 1e-4), np.maximum(actual, 1e-4)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+SAMPLES = {
+    "small, exact p-value": lambda rng: (rng.normal(size=300), rng.normal(0.2, size=500)),
+    "large": lambda rng: (rng.normal(size=30_000), rng.normal(0.01, size=12_000)),
+    "large with ties": lambda rng: (rng.integers(0, 7, 20_000).astype(float),
+                                    rng.integers(0, 8, 11_000).astype(float)),
+    "large, identical": lambda rng: (np.arange(15_000.0), np.arange(15_000.0)),
+    "large against small": lambda rng: (rng.normal(size=10_001), rng.normal(size=40)),
+    "edges on values": lambda rng: (np.repeat([0.0, 1.0, 2.0], 5_000),
+                                    np.repeat([0.0, 1.0, 2.0, 3.0], [100, 5_000, 9_000, 1])),
+}
+
+
+@pytest.mark.parametrize("sample", SAMPLES.values(), ids=SAMPLES)
+def test_the_shift_statistics_equal_scipys_and_the_first_psi(sample):
+    values, reference = sample(np.random.default_rng(0))
+    scipy = ks_2samp(values, reference)
+    assert ks_test(np.sort(values), np.sort(reference)) == (float(scipy.statistic),
+                                                            float(scipy.pvalue))
+    figures = shift_statistics(values, reference, ShiftRule())
+    assert figures["psi"] == psi_by_searching_every_value(values, reference, 10)
+    assert (figures["ks"], figures["ks_pvalue"]) == (scipy.statistic, scipy.pvalue)
+    assert population_stability_index(values, reference, 10) == figures["psi"]
 
 
 def test_psi_sees_a_change_in_a_two_valued_feature():

@@ -120,7 +120,7 @@ def test_dataset_is_recorded_on_the_model(backend, model_file, csv_file):
 
 def test_a_missing_file_or_unknown_version_is_refused(backend, tmp_path, model_file):
     run = backend.start_pipeline_run("p", {})
-    with pytest.raises(ModelNotFoundError, match="no model file"):
+    with pytest.raises(ModelNotFoundError, match="no model at"):
         backend.register_model(MODEL, tmp_path / "missing.pkl", run, {})
     assert backend.list_models(MODEL) == []
     backend.register_model(MODEL, model_file, run, {})
