@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import pandas as pd
 
-from diabetes_regression.training.train import load_sample_data
+from diabetes_regression.training.train import TARGET_COLUMN, load_sample_data
 from ml_service.backends.local import LocalBackend
 from ml_service.paths import PROJECT_ROOT
 from ml_service.util.cli import configure_logging
@@ -92,16 +91,18 @@ class CommandFailedError(RuntimeError):
 
 
 def write_large_csv(path: Path, rows: int, seed: int = 0) -> None:
-    """Rows of the model package's sample drawn at random, each value moved by NOISE of its
-    column's standard deviation; written by pyarrow (pandas takes ten times as long)."""
+    """Rows of the model package's sample drawn at random, each feature moved by NOISE of its
+    column's standard deviation (the target kept as drawn: a classifier's stays a class);
+    written by pyarrow (pandas takes ten times as long)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
     sample = load_sample_data()
     rng = np.random.default_rng(seed)
-    values = sample.to_numpy()[rng.integers(0, len(sample), size=rows)]
-    values += rng.normal(size=values.shape) * (NOISE * sample.std().to_numpy())
-    frame = pd.DataFrame(values, columns=sample.columns)
+    frame = sample.iloc[rng.integers(0, len(sample), size=rows)].reset_index(drop=True)
+    features = [name for name in frame.columns if name != TARGET_COLUMN]
+    spread = NOISE * sample[features].std().to_numpy()
+    frame[features] = frame[features].to_numpy() + rng.normal(size=(rows, len(features))) * spread
     with open(path, "wb") as out:
         out.write((",".join(frame.columns) + "\n").encode())
         pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), out,
