@@ -15,7 +15,11 @@ best of ``--repeats`` runs:
   ``RUN_EVALUATION=false`` (validate, train, register) in a fresh store (``MLOPS_ROOT``) per
   run, whose MLflow database is made beforehand: making one costs seconds whatever the data;
 - the same in a store whose production model was trained on that file, so the validate step
-  also loads that version as its reference and checks every feature for a shift.
+  also loads that version as its reference and checks every feature for a shift;
+- the baseline and the fresh-store pipeline again on a file of the first ``--small_rows``
+  rows (1,000): what each costs whatever the data (start-up: the interpreter and its
+  imports, MLflow's store, the steps' processes). Taking it from the big file's figures
+  leaves what the rows themselves add to each, and their ratio.
 
 Each command runs under a small wrapper process that reports its wall time, the peak
 resident memory of the largest process it started (``ru_maxrss`` of its children: the
@@ -48,6 +52,7 @@ from ml_service.util.cli import configure_logging
 
 LOGGER = logging.getLogger(__name__)
 ROWS = 1_000_000
+SMALL_ROWS = 1_000
 NOISE = 0.1  # of each column's standard deviation
 GOAL_TIME, GOAL_MEMORY = 2.0, 1.5
 
@@ -143,11 +148,24 @@ def fresh_store(template: Path, target: Path) -> Path:
     return target
 
 
-def run_all(rows: int, repeats: int, folder: Path) -> List[Measurement]:
-    """Write the data, then time the three commands in turn, ``repeats`` times each."""
+def head_rows(source: Path, target: Path, rows: int) -> None:
+    """The header and the first ``rows`` rows of a CSV file."""
+    with open(source, "rb") as data, open(target, "wb") as out:
+        for _ in range(rows + 1):
+            line = data.readline()
+            if not line:
+                break
+            out.write(line)
+
+
+def run_all(rows: int, repeats: int, folder: Path,
+            small_rows: int = SMALL_ROWS) -> List[Measurement]:
+    """Write the data, then time the five commands in turn, ``repeats`` times each."""
     data = folder / "big.csv"
+    small = folder / "small.csv"
     started = time.monotonic()
     write_large_csv(data, rows)
+    head_rows(data, small, min(small_rows, rows))
     LOGGER.warning("wrote %d rows (%.0f MB) in %.1f s", rows, data.stat().st_size / 1e6,
                    time.monotonic() - started)
     template = empty_store(folder)
@@ -158,14 +176,20 @@ def run_all(rows: int, repeats: int, folder: Path) -> List[Measurement]:
     warm_env = {**base_env, "MLOPS_ROOT": str(fresh_store(template, folder / "warm"))}
     subprocess.run(pipeline, env=warm_env, cwd=PROJECT_ROOT, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    small_pipeline = [*pipeline[:-1], str(small)]
     results = [Measurement("baseline: one process reads (pandas), splits, fits"),
                Measurement("pipeline, fresh store: validate, train, register"),
-               Measurement("pipeline, production model trained on the file")]
+               Measurement("pipeline, production model trained on the file"),
+               Measurement(f"baseline, first {min(small_rows, rows):,} rows"),
+               Measurement(f"pipeline, fresh store, first {min(small_rows, rows):,} rows")]
     for _ in range(repeats):
         measure([sys.executable, "-c", BASELINE, str(data)], base_env, results[0])
         fresh = {**base_env, "MLOPS_ROOT": str(fresh_store(template, folder / "fresh"))}
         measure(pipeline, fresh, results[1])
         measure(pipeline, warm_env, results[2])
+        measure([sys.executable, "-c", BASELINE, str(small)], base_env, results[3])
+        fresh = {**base_env, "MLOPS_ROOT": str(fresh_store(template, folder / "fresh"))}
+        measure(small_pipeline, fresh, results[4])
     return results
 
 
@@ -179,17 +203,25 @@ def report(rows: int, results: List[Measurement]) -> str:
                      f"{result.seconds / base.seconds:>11.2f} {result.peak_bytes / 2**20:>8.0f} "
                      f"{result.peak_bytes / base.peak_bytes:>11.2f} {result.cpu_seconds:>7.2f}")
         lines += [f"  {step:<56} {seconds:>8.2f}" for step, seconds in result.steps.items()]
-    fresh = results[1]
+    fresh, small_base, small_fresh = results[1], results[3], results[4]
     lines.append(f"{rows:,} rows, fresh store: {fresh.seconds / base.seconds:.2f}x the time "
                  f"(goal <= {GOAL_TIME:g}), {fresh.peak_bytes / base.peak_bytes:.2f}x the peak "
                  f"memory (goal <= {GOAL_MEMORY:g})")
+    lines.append(f"whatever the data (the small file): the pipeline {small_fresh.seconds:.2f} s "
+                 f"= {small_fresh.seconds / base.seconds:.2f}x the baseline's time on all "
+                 f"rows; the baseline {small_base.seconds:.2f} s")
+    pipeline_rows = fresh.seconds - small_fresh.seconds
+    baseline_rows = base.seconds - small_base.seconds
+    ratio = pipeline_rows / baseline_rows if baseline_rows > 0 else float("nan")
+    lines.append(f"what the rows add: the pipeline {pipeline_rows:.2f} s, the baseline "
+                 f"{baseline_rows:.2f} s: {ratio:.2f}x")
     return "\n".join(lines)
 
 
-def run(rows: int = ROWS, repeats: int = 3) -> str:
+def run(rows: int = ROWS, repeats: int = 3, small_rows: int = SMALL_ROWS) -> str:
     """Measure in a temporary folder; return the report."""
     with tempfile.TemporaryDirectory(prefix="benchmark-large-") as folder:
-        results = run_all(rows, repeats, Path(folder))
+        results = run_all(rows, repeats, Path(folder), small_rows)
     return report(rows, results)
 
 
@@ -198,6 +230,8 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=ROWS, help="rows in the CSV file")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (best kept)")
+    parser.add_argument("--small_rows", type=int, default=SMALL_ROWS,
+                        help="rows of the small file (what costs the same whatever the data)")
     return parser.parse_args(argv)
 
 
@@ -205,7 +239,7 @@ def main(argv: Optional[list] = None) -> int:
     """Measure and print."""
     args = parse_args(argv)
     configure_logging(logging.WARNING)
-    text = run(max(1, args.rows), max(1, args.repeats))
+    text = run(max(1, args.rows), max(1, args.repeats), max(1, args.small_rows))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, load average {load:.2f}")
     print(text)

@@ -133,8 +133,9 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
     parameters = {"data_file_path": str(check_data_file(data_file))} if data_file else {}
     started = time.monotonic()
     timings: Dict[str, float] = {}
+    pipeline = build_training_pipeline(training)
     # Started first, so the step launcher warms up while the dataset is checked.
-    runner = make_runner(os.environ)
+    runner = make_runner(os.environ, pipeline)
     try:
         sample = load_parameters().scoring.sample
         LOGGER.info("== 1/4 dataset")
@@ -147,7 +148,7 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
         LOGGER.info("== 2/4 training pipeline (local executor)")
         tags = training.build_tags()
         with timed(timings, "pipeline"):
-            result = execute(build_training_pipeline(training), backend, parameters,
+            result = execute(pipeline, backend, parameters,
                              tags=tags, runner=runner)
     finally:
         runner.close()

@@ -7,11 +7,12 @@ azureml-core.
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 from ml_service.pipelines.definition import PipelineDefinition
+
+if TYPE_CHECKING:  # pandas only in annotations: the executor starts without importing it
+    import pandas as pd
 
 LATEST = "latest"
 
@@ -135,7 +136,7 @@ class Backend(ABC):
 
     @abstractmethod
     def register_dataset(self, name: str, file_path: Path, description: str = "",
-                         frame: Optional[pd.DataFrame] = None) -> DatasetVersion:
+                         frame: Optional["pd.DataFrame"] = None) -> DatasetVersion:
         """Register a CSV file as the next version of a dataset.
 
         ``frame`` is the file as the caller read it (``read_data_file``), when it has: a
@@ -144,11 +145,11 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:
+    def load_dataset(self, dataset: DatasetVersion) -> "pd.DataFrame":
         """Read a registered dataset version as a data frame."""
 
     @abstractmethod
-    def read_data_file(self, file_path: str) -> pd.DataFrame:
+    def read_data_file(self, file_path: str) -> "pd.DataFrame":
         """Read a data file that is not registered (a local CSV; on Azure ML also a path on
         the datastore) without registering it, so it can be checked first."""
 

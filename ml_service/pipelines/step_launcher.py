@@ -2,7 +2,10 @@
 
 A step's process otherwise spends about three seconds importing MLflow,
 scikit-learn and pandas before it does any work. The launcher imports them
-once; for each step it forks a child that runs the step script as
+once: the platform's own (WARM_MODULES) and every library the pipeline's step
+scripts import, found by reading their import statements and those of the
+project modules they import (so a model of another library is warmed too);
+for each step it forks a child that runs the step script as
 ``__main__`` with the step's arguments, working directory, environment and
 ``sys.path``, exactly as ``python script.py`` would, with its output in the
 step's log file. Every step is still its own process.
@@ -12,29 +15,129 @@ step's process has ended. Set ``MLOPS_STEP_LAUNCHER=process`` to start plain
 ``python script.py`` processes instead; where ``os.fork`` does not exist
 (Windows) that is what happens.
 """
+import argparse
+import ast
+import gc
+import importlib
 import json
 import os
 import runpy
 import sys
 import traceback
-from typing import Any, Dict, List
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
-# Imported once in the launcher. No project module is imported here, so every
-# step runs the project's code as it is on disk.
+# Imported once in the launcher: what the local backend loads inside its functions.
+# No project module is imported here, so every step runs the project's code as it is on
+# disk.
 WARM_MODULES = (
-    "numpy", "pandas", "joblib", "sklearn.linear_model", "sklearn.metrics",
-    "sklearn.model_selection", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.model_registry.sqlalchemy_store", "dotenv",
+    "numpy", "pandas", "pyarrow.parquet", "mlflow.tracking",
+    "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+    "sqlalchemy.dialects.sqlite", "alembic.command", "alembic.config", "pyarrow.pandas_compat",
+    "dotenv",
 )
+# Only later steps need these (saving and loading models): imported while the first runs.
+LATE_WARM_MODULES = ("mlflow.models", "mlflow.pyfunc")
 
 
-def warm_up() -> None:
-    """Import the libraries the steps need; one that fails to import is left to the step."""
-    for name in WARM_MODULES:
+def warm_up(modules: Iterable[str] = WARM_MODULES) -> None:
+    """Import the libraries the steps need; one that fails to import is left to the step
+    (``a.b`` where b is a name in module a, not a module, is skipped)."""
+    for name in modules:
+        parent, _, child = name.rpartition(".")
+        if parent and hasattr(sys.modules.get(parent), child):
+            continue
         try:
-            __import__(name)
-        except ImportError:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the step that imports it reports its error
             pass
+
+
+def top_level_imports(tree: ast.Module) -> Iterable[ast.stmt]:
+    """The import statements a module runs when it is imported: those of its body, also
+    under if/try/with, not those inside functions or classes (imported when called)."""
+    pending = list(tree.body)
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            pending[:0] = [child for child in ast.iter_child_nodes(node)
+                           if isinstance(child, ast.stmt)]
+
+
+def project_file(name: str, roots: Sequence[Path]) -> Optional[Path]:
+    """The file of module ``name`` under one of ``roots`` (a package's __init__.py), or None
+    when it is not a project module."""
+    parts = name.split(".")
+    for root in roots:
+        base = root.joinpath(*parts)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def imported_names(node: ast.stmt, module: str, is_package: bool) -> List[str]:
+    """The absolute module names an import statement in ``module`` may load: for
+    ``from a import b``, both ``a`` and ``a.b`` (b may be a submodule)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        package = module.split(".") if is_package else module.split(".")[:-1]
+        package = package[:len(package) - (node.level - 1)]
+        base = ".".join([*package, base] if base else package)
+    return [base, *(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")]
+
+
+def library_imports(scripts: Iterable[Path], roots: Sequence[Path]) -> List[str]:
+    """Every library module the scripts import when they start, directly or through the
+    project modules (those under ``roots``) they import, in the order first met.
+
+    The files are read, never run; a file that does not parse is skipped (its step will
+    say why). Project modules themselves are not in the list.
+    """
+    libraries: Dict[str, None] = {}
+    seen: Set[Path] = set()
+    pending = [(Path(script), "__main__", False) for script in scripts]
+    while pending:
+        path, module, is_package = pending.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        local_roots = [path.parent, *roots] if module == "__main__" else list(roots)
+        for node in top_level_imports(tree):
+            for name in filter(None, imported_names(node, module, is_package)):
+                if project_file(name.split(".")[0], local_roots) is None:
+                    libraries[name] = None
+                    continue
+                # A project module, and the packages above it, which import first.
+                parts = name.split(".")
+                for depth in range(1, len(parts) + 1):
+                    prefix = ".".join(parts[:depth])
+                    found = project_file(prefix, local_roots)
+                    if found is not None:
+                        pending.append((found, prefix, found.name == "__init__.py"))
+    return list(libraries)
+
+
+def warm_up_late() -> None:
+    """What only later steps need, done while the first step runs on the other core.
+
+    Saving a model makes MLflow map every installed package to its modules (about a
+    second, to check the model's requirements): made here once, every later step has it.
+    """
+    warm_up(LATE_WARM_MODULES)
+    try:
+        from mlflow.utils.requirements_utils import _init_packages_to_modules_map
+    except ImportError:
+        return
+    _init_packages_to_modules_map()
 
 
 def child_sys_path(script: str, env: Dict[str, str], base: List[str]) -> List[str]:
@@ -82,8 +185,9 @@ def run_child(request: Dict[str, Any], base_path: List[str]) -> None:
         os._exit(code)
 
 
-def serve(requests_in, replies_out) -> None:
-    """Fork one child per request and reply with its exit code, until stdin closes."""
+def serve(requests_in, replies_out, late_warm_up=warm_up_late) -> None:
+    """Fork one child per request and reply with its exit code, until stdin closes;
+    ``late_warm_up`` runs once, in the launcher, while the first child runs."""
     base_path = sys.path[1:]  # without the launcher's own working directory
     for line in requests_in:
         if not line.strip():
@@ -92,14 +196,35 @@ def serve(requests_in, replies_out) -> None:
         pid = os.fork()
         if pid == 0:
             run_child(request, base_path)
+        if late_warm_up is not None:
+            try:
+                late_warm_up()
+            except Exception:  # only a warm-up: the steps import what they need anyway
+                traceback.print_exc()
+            late_warm_up = None
+            # What the warm-up made lives as long as the launcher: no collection looks at
+            # it again, in the launcher or in the children that inherit it.
+            gc.freeze()
         _, status = os.waitpid(pid, 0)
         replies_out.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n")
         replies_out.flush()
 
 
-def main(argv: Any = None) -> int:
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """The step scripts to warm up for and the folder their imports resolve from."""
+    parser = argparse.ArgumentParser(description="Fork step processes from a warm parent.")
+    parser.add_argument("--source_directory", type=Path, default=Path.cwd(),
+                        help="where the scripts' project imports resolve (their PYTHONPATH)")
+    parser.add_argument("scripts", nargs="*", type=Path,
+                        help="the step scripts, whose library imports are warmed")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list] = None) -> int:
     """Entry point of the launcher process (started by the local executor)."""
-    warm_up()
+    args = parse_args(argv)
+    warm_up([*WARM_MODULES, *library_imports(args.scripts, [args.source_directory])])
+    gc.freeze()
     sys.stdout.write(json.dumps({"ready": True}) + "\n")
     sys.stdout.flush()
     serve(sys.stdin, sys.stdout)

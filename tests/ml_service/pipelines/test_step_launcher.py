@@ -1,10 +1,16 @@
 """The fork-based runner must start a step exactly as `python script.py` would."""
+import gc
+import io
 import json
+import subprocess
 import sys
 
 import pytest
 
 from ml_service.errors import ConfigurationError
+from ml_service.paths import PROJECT_ROOT
+from ml_service.pipelines import step_launcher
+from ml_service.pipelines.definition import PipelineDefinition, Step
 from ml_service.pipelines.local_executor import ForkRunner, ProcessRunner, make_runner
 
 PROBE = """
@@ -65,3 +71,86 @@ def test_the_launcher_choice():
     assert isinstance(make_runner({"MLOPS_STEP_LAUNCHER": "process"}), ProcessRunner)
     with pytest.raises(ConfigurationError, match="MLOPS_STEP_LAUNCHER='thread'"):
         make_runner({"MLOPS_STEP_LAUNCHER": "thread"})
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_libraries_a_step_imports_are_found_by_reading_its_imports(tmp_path):
+    write(tmp_path / "pkg" / "__init__.py", "import json\n")
+    write(tmp_path / "pkg" / "mod.py",
+          "from . import sub\nimport fakelib.part\ntry:\n    import optlib\n"
+          "except ImportError:\n    optlib = None\n\n\ndef later():\n    import lazylib\n")
+    write(tmp_path / "pkg" / "sub.py", "from .mod import later\nfrom collections import abc\n")
+    write(tmp_path / "steps" / "helper.py", "import wave\n")
+    script = write(tmp_path / "steps" / "step.py",
+                   "import helper\nfrom pkg.mod import later\nif later:\n    import colorsys\n")
+    broken = write(tmp_path / "steps" / "broken.py", "import tabnanny\ndef (:\n")
+    found = step_launcher.library_imports([script, broken], [tmp_path])
+    # Project modules (pkg, helper) are read, never listed; what a function imports
+    # when it is called (lazylib) is not imported at start.
+    assert set(found) == {"wave", "colorsys", "json", "fakelib.part", "optlib", "collections",
+                          "collections.abc"}
+
+
+def test_the_launcher_imports_what_the_pipeline_steps_import_before_they_run(tmp_path):
+    # tabnanny: a standard module nothing else here imports.
+    write(tmp_path / "probe.py", "import sys\nprint('tabnanny' in sys.modules)\nimport tabnanny\n")
+    step = Step("probe", "probe.py", ())
+    pipeline = PipelineDefinition("p", tmp_path, (), (), (step,))
+    seen = {}
+    for runner in (ForkRunner({}, pipeline), ProcessRunner()):
+        log = tmp_path / f"{type(runner).__name__}.log"
+        try:
+            assert runner.run([sys.executable, str(tmp_path / "probe.py")], tmp_path, {},
+                              log) == 0
+        finally:
+            runner.close()
+        seen[type(runner).__name__] = log.read_text().strip()
+    assert seen == {"ForkRunner": "True", "ProcessRunner": "False"}
+
+
+def serve_twice(tmp_path, late_warm_up):
+    script = write(tmp_path / "ok.py", "import sys\nsys.exit(int(sys.argv[1]))\n")
+    requests = "".join(json.dumps({"argv": [str(script), str(code)], "cwd": str(tmp_path),
+                                   "env": {}, "log": str(tmp_path / f"{code}.log")}) + "\n"
+                       for code in (0, 4))
+    replies = io.StringIO()
+    try:
+        step_launcher.serve(io.StringIO(requests), replies, late_warm_up)
+    finally:
+        gc.unfreeze()
+    return [json.loads(line)["code"] for line in replies.getvalue().splitlines()]
+
+
+def test_the_late_warm_up_runs_once_while_the_first_step_runs(tmp_path):
+    calls = []
+    assert serve_twice(tmp_path, lambda: calls.append(1)) == [0, 4]
+    assert calls == [1]
+
+
+def test_a_failing_late_warm_up_is_reported_and_the_steps_still_run(tmp_path, capfd):
+    def broken():
+        raise RuntimeError("warm-up broke")
+
+    assert serve_twice(tmp_path, broken) == [0, 4]
+    assert "RuntimeError: warm-up broke" in capfd.readouterr().err
+
+
+def test_the_late_warm_up_makes_mlflows_package_map_once_for_every_step():
+    from mlflow.utils import requirements_utils
+
+    step_launcher.warm_up_late()
+    # What saving a model otherwise computes in the train step (about a second).
+    assert requirements_utils._MODULES_TO_PACKAGES is not None
+
+
+def test_the_executor_starts_the_launcher_before_it_imports_pandas_or_mlflow():
+    code = ("import sys, ml_service.pipelines.local_executor; "
+            "print(sorted({'pandas', 'mlflow', 'sklearn'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=PROJECT_ROOT)
+    assert done.stdout.strip() == "[]"
