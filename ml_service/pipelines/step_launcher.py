@@ -17,15 +17,19 @@ step's process has ended. Set ``MLOPS_STEP_LAUNCHER=process`` to start plain
 """
 import argparse
 import ast
+import atexit
+import builtins
 import gc
 import importlib
+import importlib.machinery
 import json
 import os
-import runpy
 import sys
+import threading
 import traceback
+import types
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set
 
 # Imported once in the launcher: what the local backend loads inside its functions.
 # No project module is imported here, so every step runs the project's code as it is on
@@ -150,6 +154,7 @@ def child_sys_path(script: str, env: Dict[str, str], base: List[str]) -> List[st
 def run_child(request: Dict[str, Any], base_path: List[str]) -> None:
     """In the forked child: become the step's process, run the script, exit with its code."""
     code = 1
+    main_module = types.ModuleType("__main__")
     try:
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
@@ -167,15 +172,45 @@ def run_child(request: Dict[str, Any], base_path: List[str]) -> None:
         script = request["argv"][0]
         sys.path[:] = child_sys_path(script, request["env"], base_path)
         sys.argv = list(request["argv"])
-        runpy.run_path(script, run_name="__main__")
+        run_as_main(script, main_module)
         code = 0
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if not isinstance(done.code, (int, type(None))):
             print(done.code, file=sys.stderr)
-    except BaseException:  # the step's own failure: report it as python would
-        traceback.print_exc()
+    except BaseException as failure:  # the step's own: reported as python would report it
+        frames = failure.__traceback__
+        while frames is not None and frames.tb_frame.f_code.co_filename == __file__:
+            frames = frames.tb_next  # the launcher's own frames are not the step's
+        traceback.print_exception(type(failure), failure, frames)
         code = 1
+    finally:
+        leave(code, main_module)
+
+
+def run_as_main(script: str, module: types.ModuleType) -> None:
+    """Run the file as ``python script.py`` runs it: as module ``__main__``, with its
+    ``__file__`` and loader, in ``module``, kept so that leave() can finalise it."""
+    loader = importlib.machinery.SourceFileLoader("__main__", script)
+    module.__dict__.update({"__file__": script, "__cached__": None, "__builtins__": builtins,
+                            "__spec__": None, "__package__": None, "__loader__": loader})
+    sys.modules["__main__"] = module
+    with open(script, "rb") as source:
+        code = compile(source.read(), script, "exec")
+    exec(code, module.__dict__)  # noqa: S102 - running the step script is the point
+
+
+def leave(code: int, main_module: types.ModuleType) -> NoReturn:
+    """End the child as the interpreter ends ``python script.py``, then exit with ``code``:
+    wait for the step's threads (a thread pool it did not shut down finishes its work), run
+    the atexit handlers, clear the script's globals (a file it left open is flushed and
+    closed), flush the streams. The child never returns to the launcher's loop."""
+    try:
+        threading._shutdown()  # what the interpreter does first on its way out
+        atexit._run_exitfuncs()
+        main_module.__dict__.clear()
+    except BaseException:  # as python would: reported, the exit code kept
+        traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:

@@ -64,7 +64,9 @@ def test_an_exception_in_a_forked_step_exits_1_with_the_traceback(tmp_path):
         assert runner.run([sys.executable, str(script)], tmp_path, {}, tmp_path / "log") == 1
     finally:
         runner.close()
-    assert "RuntimeError: boom" in (tmp_path / "log").read_text()
+    log = (tmp_path / "log").read_text()
+    assert "RuntimeError: boom" in log and str(script) in log
+    assert "step_launcher" not in log  # only the step's own frames, as python shows them
 
 
 def test_the_launcher_choice():
@@ -154,3 +156,49 @@ def test_the_executor_starts_the_launcher_before_it_imports_pandas_or_mlflow():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=PROJECT_ROOT)
     assert done.stdout.strip() == "[]"
+
+
+LEAVES_WORK_BEHIND = """
+import atexit, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+
+handle = open(sys.argv[1] + ".unclosed", "w")
+
+
+def late(name):
+    time.sleep(0.3)
+    with open(sys.argv[1] + "." + name, "w") as out:
+        out.write(name)
+
+
+def main():
+    handle.write("flushed at exit")
+    threading.Thread(target=late, args=("thread",)).start()
+    ThreadPoolExecutor(1).submit(late, "pool")
+    atexit.register(print, "atexit ran")
+    sys.exit(int(sys.argv[2]))
+
+
+main()
+"""
+
+
+@pytest.mark.parametrize("code", [0, 5])
+def test_a_forked_step_ends_as_python_ends_a_script(tmp_path, code):
+    # Threads finish, atexit handlers run, a file left open is flushed: nothing the step
+    # wrote is lost because the launcher forked it.
+    script = write(tmp_path / "behind.py", LEAVES_WORK_BEHIND)
+    seen = {}
+    for runner in (ForkRunner({}), ProcessRunner()):
+        name = type(runner).__name__
+        out = tmp_path / name
+        try:
+            assert runner.run([sys.executable, str(script), str(out), str(code)], tmp_path, {},
+                              tmp_path / f"{name}.log") == code
+        finally:
+            runner.close()
+        seen[name] = {suffix: (tmp_path / f"{name}.{suffix}").read_text()
+                      for suffix in ("unclosed", "thread", "pool")}
+        seen[name]["log"] = (tmp_path / f"{name}.log").read_text().strip()
+    assert seen["ForkRunner"] == seen["ProcessRunner"] == {
+        "unclosed": "flushed at exit", "thread": "thread", "pool": "pool", "log": "atexit ran"}
