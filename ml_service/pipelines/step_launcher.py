@@ -53,7 +53,7 @@ def warm_up(modules: Iterable[str] = WARM_MODULES) -> None:
             continue
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the step that imports it reports its error
+        except Exception:  # the step that imports it reports the error
             pass
 
 
@@ -197,7 +197,7 @@ def run_as_main(script: str, module: types.ModuleType) -> None:
     sys.modules["__main__"] = module
     with open(script, "rb") as source:
         code = compile(source.read(), script, "exec")
-    exec(code, module.__dict__)  # noqa: S102 - running the step script is the point
+    exec(code, module.__dict__)
 
 
 def leave(code: int, main_module: types.ModuleType) -> NoReturn:
