@@ -24,7 +24,10 @@ uses them, and their number must match the model's.
 Arguments (read from ``sys.argv`` with ``parse_known_args``, so ParallelRunStep's own
 arguments are ignored): ``--model_name`` and ``--model_version`` (a number or
 ``production``) load the model through the backend (Azure ML inside a run, else the
-local store); ``--model_path`` loads a model file directly.
+local store); ``--model_path`` loads a model file directly. ``--input_types dataprep``
+(the Azure ML pipeline passes it) says the mini-batches come from a tabular dataset, whose
+learnt column types are made the ones pandas gives the local runner (a 0/1 column arrives
+as booleans otherwise, and every row would be refused as "not a number").
 """
 import argparse
 import logging
@@ -48,6 +51,8 @@ from diabetes_regression.training.train import TARGET_COLUMN  # noqa: E402
 from ml_service.backends import get_backend  # noqa: E402
 from ml_service.backends.base import Backend, ModelVersion  # noqa: E402
 from ml_service.errors import ConfigurationError, ModelNotFoundError  # noqa: E402
+from ml_service.util.dataprep_types import (DATAPREP, INPUT_TYPES, PANDAS,  # noqa: E402
+                                            as_pandas_reads_it)
 from ml_service.util.env_variables import TrainingSettings, load_dotenv_file  # noqa: E402
 
 LOGGER = logging.getLogger(__name__)
@@ -57,6 +62,8 @@ OUTPUT_COLUMNS = (PREDICTION_COLUMN, ERROR_COLUMN)
 PRODUCTION = "production"
 
 model: Any = None
+# How the mini-batches' column types were decided (set by init()).
+input_types = PANDAS
 
 
 class BatchInputError(ValueError):
@@ -73,6 +80,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help=f"a version number or {PRODUCTION!r} (default)")
     parser.add_argument("--model_path", type=Path,
                         help="load this model file instead of asking the registry")
+    parser.add_argument("--input_types", choices=INPUT_TYPES, default=PANDAS,
+                        help="who read the mini-batches: pandas (the local runner, default) "
+                             "or dataprep (an Azure ML tabular dataset)")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
     return args
 
@@ -222,8 +232,9 @@ def init(argv: Optional[Sequence[str]] = None) -> None:
 
     Reads ``sys.argv`` unless ``argv`` is given (the local runner passes its own).
     """
-    global model
+    global model, input_types
     args = parse_args(argv)
+    input_types = args.input_types
     if args.model_path is not None:
         model = load_model(args.model_path)
         LOGGER.info("Loaded model from %s", args.model_path)
@@ -240,4 +251,6 @@ def run(mini_batch: pd.DataFrame) -> pd.DataFrame:
     """Score one mini-batch: its rows with ``prediction`` and ``error`` appended."""
     if model is None:
         raise RuntimeError("no model loaded: init() must run before run()")
+    if input_types == DATAPREP:
+        mini_batch = as_pandas_reads_it(mini_batch)
     return score_frame(mini_batch, model)

@@ -10,6 +10,9 @@ module leaves room for a v2 backend beside it.
 """
 import logging
 import numbers
+import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,9 +26,11 @@ from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deploymen
 from ml_service.errors import (ConfigurationError, DeploymentError,
                                ModelAlreadyRegisteredError, ModelNotFoundError)
 from ml_service.pipelines.definition import PipelineDefinition
+from ml_service.util.dataprep_types import as_pandas_reads_it
 from ml_service.util.env_variables import (AzureScoringSettings, ComputeSettings,
                                            EnvironmentSettings, TrainingSettings,
                                            WorkspaceSettings)
+from ml_service.util.sample_dataset import file_digest
 
 LOGGER = logging.getLogger(__name__)
 # Azure ML v1 has no model aliases: the production version carries this tag, and the
@@ -97,19 +102,40 @@ def require_dataset_packages(conda_file: str) -> None:
 
 
 def tabular_to_frame(dataset: Any, conda_file: str) -> pd.DataFrame:
-    """A TabularDataset's rows as a data frame, read by azureml-dataprep.
-
-    dataprep reads a column of 0 and 1 as booleans, where pandas (the local backend) reads
-    integers: a binary target would train a classifier with False/True labels on Azure ML and
-    0/1 locally. Boolean columns are turned back into 0/1 integers (a column of true/false
-    text becomes 0/1 too, which is what a model computes with either way).
-    """
+    """A TabularDataset's rows as a data frame, read by azureml-dataprep, with the column
+    types pandas gives the same file on the local backend (see dataprep_types)."""
     require_dataset_packages(conda_file)
-    frame = dataset.to_pandas_dataframe()
-    flags = [name for name, dtype in frame.dtypes.items() if pd.api.types.is_bool_dtype(dtype)]
-    if flags:
-        frame[flags] = frame[flags].astype("int64")
-    return frame
+    return as_pandas_reads_it(dataset.to_pandas_dataframe())
+
+
+def dataset_folder(name: str, digest: str) -> str:
+    """The datastore folder holding the bytes of one registered file: named after the
+    dataset and the file's content, so a version's data never changes once registered
+    (a TabularDataset reads its source again each time it is read)."""
+    return f"datasets/{name}/{digest}"
+
+
+@contextmanager
+def under_working_directory(path: Path) -> Iterator[str]:
+    """``path`` as a path relative to the working directory, copied under it first when it
+    lies elsewhere; the copy is removed afterwards.
+
+    Model.register refuses a path outside os.getcwd() (PermissionError) before any upload.
+    On Azure ML compute a step's working directory is its snapshot, and its PipelineData
+    inputs are mounted in other folders.
+    """
+    cwd = Path.cwd().resolve()
+    source = Path(path).resolve()
+    if source.is_relative_to(cwd):
+        yield os.path.relpath(source, cwd)
+        return
+    with tempfile.TemporaryDirectory(prefix=".upload-", dir=cwd) as folder:
+        staged = Path(folder) / source.name
+        if source.is_dir():
+            shutil.copytree(source, staged)
+        else:
+            shutil.copy2(source, staged)
+        yield os.path.relpath(staged, cwd)
 
 
 class AzureStepRun(StepRun):
@@ -239,26 +265,46 @@ class AzureMLBackend(Backend):
 
     def register_dataset(self, name: str, file_path: Path, description: str = "",
                          frame: Optional[pd.DataFrame] = None) -> DatasetVersion:
-        """Register a file as a new version: a local file is uploaded first; any other
-        path is taken as a path on the datastore (MLOpsPython's --data_file_path).
-        ``frame`` is not used: Azure ML reads the uploaded file itself."""
+        """Register a file as a new version: a local file, or any other path taken as a file
+        on the datastore (MLOpsPython's --data_file_path). ``frame`` is not used: Azure ML
+        reads the registered file itself.
+
+        The version points at a copy of the file's bytes in a datastore folder named after
+        its content, uploaded without overwriting: registering a changed file again (or new
+        data written over the same datastore path) never changes an earlier version.
+        """
         from azureml.core import Dataset
 
         # Checked first: the file would be uploaded before from_delimited_files failed.
         require_dataset_packages(self.environment.conda_file)
         datastore = self._datastore()
         path = Path(file_path)
-        if path.is_file():
-            target = f"datasets/{name}"
-            datastore.upload_files([str(path)], target_path=target, overwrite=True,
+        with tempfile.TemporaryDirectory(prefix="dataset-") as folder:
+            local = path if path.is_file() else self._download(datastore, str(file_path),
+                                                               Path(folder))
+            target = dataset_folder(name, file_digest(local))
+            # Skipped when the folder has it already: same name and content, same bytes.
+            datastore.upload_files([str(local)], target_path=target, overwrite=False,
                                    show_progress=False)
-            datastore_path = f"{target}/{path.name}"
-        else:
-            datastore_path = str(file_path)
+            datastore_path = f"{target}/{local.name}"
         dataset = Dataset.Tabular.from_delimited_files(path=[(datastore, datastore_path)])
         dataset = dataset.register(self.workspace, name=name, description=description,
                                    create_new_version=True)
+        LOGGER.info("Registered dataset %s version %s from %s (datastore %s, %s)", name,
+                    dataset.version, file_path, datastore.name, datastore_path)
         return DatasetVersion(name, int(dataset.version), description)
+
+    @staticmethod
+    def _download(datastore: Any, datastore_path: str, folder: Path) -> Path:
+        """A copy of one file on the datastore, so that its bytes can be registered."""
+        datastore.download(str(folder), prefix=datastore_path, overwrite=True,
+                           show_progress=False)
+        local = folder / datastore_path
+        if not local.is_file():
+            raise ConfigurationError(
+                f"{datastore_path} is not a file on datastore {datastore.name}: give the path "
+                "of one CSV file (a local file, or a file on the datastore) to register")
+        return local
 
     def load_dataset(self, dataset: DatasetVersion) -> pd.DataFrame:
         require_dataset_packages(self.environment.conda_file)
@@ -328,9 +374,10 @@ class AzureMLBackend(Backend):
         datasets = None
         if dataset is not None:
             datasets = [("training data", self._get_dataset(dataset.name, dataset.version))]
-        model = Model.register(workspace=self.workspace, model_path=str(model_path),
-                               model_name=name, tags={**tags, "run_id": run_id},
-                               datasets=datasets)
+        with under_working_directory(model_path) as local_path:
+            model = Model.register(workspace=self.workspace, model_path=local_path,
+                                   model_name=name, tags={**tags, "run_id": run_id},
+                                   datasets=datasets)
         LOGGER.info("Registered model %s version %s for run %s", name, model.version, run_id)
         return self._model_version(model)
 

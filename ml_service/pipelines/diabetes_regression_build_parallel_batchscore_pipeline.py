@@ -42,6 +42,7 @@ from ml_service.errors import ConfigurationError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines.azureml_pipeline import build_run_configuration
 from ml_service.util.cli import run_cli
+from ml_service.util.dataprep_types import DATAPREP
 from ml_service.util.env_variables import (AzureScoringSettings, BackendSettings,
                                            BatchScoringSettings, ComputeSettings,
                                            EnvironmentSettings,
@@ -101,7 +102,9 @@ def build_batchscore_pipeline(workspace: Workspace, compute_target: ComputeSpec,
         name=BATCH_STEP_NAME, parallel_run_config=config,
         inputs=[scoring_input.as_named_input(SCORING_INPUT)], output=scored_rows,
         arguments=["--model_name", parameters["model_name"],
-                   "--model_version", parameters["model_version"]],
+                   "--model_version", parameters["model_version"],
+                   # Mini-batches are read by azureml-dataprep, which learns column types.
+                   "--input_types", DATAPREP],
         allow_reuse=False)
     scoring_output = OutputFileDatasetConfig(
         name=SCORING_OUTPUT, destination=(output_datastore, settings.output_path),
