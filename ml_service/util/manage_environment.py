@@ -4,9 +4,13 @@
 
 One environment serves the training steps and the scoring service: AML_ENV_NAME,
 built from the conda file AML_ENV_TRAIN_CONDA_DEP_FILE (relative to the
-repository root). With AML_REBUILD_ENVIRONMENT=true (or --rebuild) a new
-version is registered from the file even if one exists. --validate_only builds
-the environment from the file and stops, without contacting Azure ML.
+repository root); the batch scoring pipeline has its own name and file. The
+registered version is reused while its conda dependencies equal the file's
+(compared parsed, so comments and layout do not count); when the file changed,
+a new version is registered. With AML_REBUILD_ENVIRONMENT=true (or --rebuild) a
+new version is registered from the file even if it did not change.
+--validate_only builds the environment from the file and stops, without
+contacting Azure ML.
 """
 import argparse
 import logging
@@ -65,19 +69,50 @@ def build_environment(settings: EnvironmentSettings,
                                  f"{err.message}") from err
 
 
+def conda_specification(environment: Environment) -> dict:
+    """The environment's conda dependencies as plain data (what the service stores)."""
+    conda = environment.python.conda_dependencies
+    return conda.as_dict() if conda is not None else {}
+
+
+def describe_change(registered: Environment, wanted: Environment) -> str:
+    """Say how the wanted environment's conda dependencies differ from the registered one's."""
+    def packages(environment: Environment) -> set:
+        conda = environment.python.conda_dependencies
+        return set(conda.conda_packages) | set(conda.pip_packages) if conda is not None else set()
+
+    old, new = packages(registered), packages(wanted)
+    changes = [f"{verb} {', '.join(sorted(names))}"
+               for verb, names in (("added", new - old), ("removed", old - new)) if names]
+    return "; ".join(changes) or "same packages, other conda settings"
+
+
 def get_environment(workspace: Workspace, settings: EnvironmentSettings,
                     project_root: Path = PROJECT_ROOT) -> Environment:
-    """Return the registered environment; register it from the conda file if new or rebuild."""
-    if not settings.rebuild:
+    """Return the registered environment built from the conda file.
+
+    The latest registered version is reused when its conda dependencies equal the file's;
+    a new version is registered when none exists, the file changed, or a rebuild is asked.
+    """
+    wanted = build_environment(settings, project_root)
+    if settings.rebuild:
+        reason = "a rebuild was asked for (AML_REBUILD_ENVIRONMENT or --rebuild)"
+    else:
         # Environment.get raises a bare Exception when the name is unknown: list instead.
+        # A v1 environment keeps no tags through registration, so compare the contents.
         registered = Environment.list(workspace).get(settings.name)
-        if registered is not None:
-            LOGGER.info("Using registered environment %s version %s", registered.name,
-                        registered.version)
+        if registered is None:
+            reason = "none was registered"
+        elif conda_specification(registered) == conda_specification(wanted):
+            LOGGER.info("Using registered environment %s version %s: its conda dependencies "
+                        "match %s", registered.name, registered.version, settings.conda_file)
             return registered
-    environment = build_environment(settings, project_root).register(workspace)
-    LOGGER.info("Registered environment %s version %s from %s", environment.name,
-                environment.version, settings.conda_file)
+        else:
+            reason = (f"version {registered.version} was built from other conda dependencies "
+                      f"({describe_change(registered, wanted)})")
+    environment = wanted.register(workspace)
+    LOGGER.info("Registered environment %s version %s from %s: %s", environment.name,
+                environment.version, settings.conda_file, reason)
     return environment
 
 
