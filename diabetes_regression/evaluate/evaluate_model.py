@@ -23,12 +23,12 @@ from typing import Any, Dict, Optional, Tuple
 from diabetes_regression.evaluate.evaluation import (Decision, IncompatibleProductionError,
                                                      compare_models, decide_incompatible,
                                                      score_production)
-from diabetes_regression.evaluate.report import (NEW, PRODUCTION, REPORT_FOLDER, ReportError,
-                                                 model_outputs, write_evaluation_report)
+from diabetes_regression.evaluate.report import (NEW, PRODUCTION, REPORT_FOLDER, model_outputs,
+                                                 write_evaluation_report)
 from diabetes_regression.parameters import EvaluationParameters, load_parameters
 from diabetes_regression.training.model_files import (MODEL_FOLDER, ModelFileError,
                                                       load_model)
-from diabetes_regression.training.prediction import PredictionError, output_kind
+from diabetes_regression.training.prediction import output_kind
 from diabetes_regression.training.train import get_model_metrics
 from ml_service.backends import get_backend
 from ml_service.backends.base import Backend, ModelVersion, StepRun
@@ -100,8 +100,9 @@ def challenge(backend: Backend, production: ModelVersion, new_model: Any,
 def log_report(run: StepRun, data: Dict[str, Any], models: Dict[str, Tuple[Any, Dict]]) -> None:
     """Write the evaluation report (pictures and JSON) and attach it to the step's run.
 
-    A report that cannot be drawn is a warning, not a failed evaluation: the decision
-    stands on the metrics.
+    A report that cannot be drawn or attached, whatever the cause (matplotlib missing
+    from an older environment, a drawing or upload failure), is a warning, not a failed
+    evaluation: the decision stands on the metrics.
     """
     features, target = data["test"]["X"], data["test"]["y"]
     try:
@@ -112,8 +113,10 @@ def log_report(run: StepRun, data: Dict[str, Any], models: Dict[str, Tuple[Any, 
             write_evaluation_report(report, target, outputs, kinds.pop(),
                                     {label: metrics for label, (_, metrics) in models.items()})
             run.log_artifact(report)
-    except (ReportError, PredictionError) as err:
-        LOGGER.warning("The evaluation report was not written: %s", err)
+    # Exception, not BaseException: KeyboardInterrupt and SystemExit still end the step.
+    except Exception as err:
+        LOGGER.warning("The evaluation report was not written (%s: %s); the decision stands "
+                       "on the metrics", type(err).__name__, err)
         return
     LOGGER.info("Evaluation report: %s/ (%s) on the evaluate run %s", REPORT_FOLDER,
                 ", ".join(sorted(models)), run.id)
