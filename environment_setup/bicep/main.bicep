@@ -4,6 +4,13 @@
 // With deployAks=true, an AKS cluster is created too and attached to the
 // workspace as an inference compute (AKS_COMPUTE_NAME in the variable group).
 //
+// The key vault authorises with Azure RBAC: the workspace's managed identity is made
+// Key Vault Administrator on it by a role assignment deployed with it. A vault with access
+// policies would lose the one the workspace adds itself each time this file is redeployed
+// (the IaC pipeline redeploys it on every change), breaking image builds and deployments.
+// Deploying it therefore needs Microsoft.Authorization/roleAssignments/write on the
+// resource group (Owner, User Access Administrator or Role Based Access Control Administrator).
+//
 // Deploy with:
 //   az deployment group create --resource-group RG \
 //     --template-file environment_setup/bicep/main.bicep \
@@ -83,6 +90,8 @@ var logAnalyticsName = 'log-${name}'
 var applicationInsightsName = 'appi-${name}'
 var containerRegistryName = 'cr${name}'
 var aksClusterName = 'aks-${name}'
+// Built-in role "Key Vault Administrator": all data-plane operations on an RBAC vault.
+var keyVaultAdministratorRoleId = '00482a5a-887f-4fb3-b363-3b7fe8e74483'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
@@ -109,8 +118,8 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       family: 'A'
       name: keyVaultSku
     }
-    // The workspace adds its own access policy when it is created.
-    accessPolicies: []
+    // No access policies: a redeployed policy list would replace the workspace's access.
+    enableRbacAuthorization: true
     enableSoftDelete: true
   }
 }
@@ -168,6 +177,18 @@ resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
     keyVault: keyVault.id
     applicationInsights: applicationInsights.id
     containerRegistry: containerRegistry.id
+  }
+}
+
+// The workspace's access to its key vault, restored by every redeployment. The name is a
+// guid() of the vault, the workspace and the role, so a redeployment updates, not duplicates.
+resource workspaceKeyVaultAdministrator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(keyVault.id, workspace.id, keyVaultAdministratorRoleId)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultAdministratorRoleId)
+    principalId: workspace.identity.principalId
+    principalType: 'ServicePrincipal'
   }
 }
 

@@ -3,6 +3,12 @@
 # the Azure ML workspace wired to them; with deploy_aks = true an AKS cluster
 # attached to the workspace as an inference compute. Same resources and names
 # as environment_setup/bicep/main.bicep and the ARM template.
+#
+# The key vault authorises with Azure RBAC and the workspace's managed identity is
+# its Key Vault Administrator, so no access policy list can replace the workspace's
+# access. Applying needs Microsoft.Authorization/roleAssignments/write on the
+# resource group (Owner, User Access Administrator or Role Based Access Control
+# Administrator).
 
 terraform {
   required_version = ">= 1.9.0, < 2.0.0"
@@ -52,6 +58,8 @@ locals {
   name                = lower(var.base_name)
   resource_group_name = var.create_resource_group ? azurerm_resource_group.environment[0].name : data.azurerm_resource_group.existing[0].name
   workspace_name      = var.workspace_name != "" ? var.workspace_name : "mlw-${local.name}"
+  # Built-in role "Key Vault Administrator": all data-plane operations on an RBAC vault.
+  key_vault_administrator_role_id = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
 }
 
 resource "azurerm_storage_account" "workspace" {
@@ -74,6 +82,10 @@ resource "azurerm_key_vault" "workspace" {
   tenant_id           = data.azurerm_client_config.current.tenant_id
   sku_name            = var.key_vault_sku
   tags                = var.tags
+
+  # Access through role assignments, never access policies. (azurerm 4.x deprecates the
+  # old name of this argument, enable_rbac_authorization; 5.0 removes it.)
+  rbac_authorization_enabled = true
 }
 
 resource "azurerm_log_analytics_workspace" "workspace" {
@@ -119,6 +131,14 @@ resource "azurerm_machine_learning_workspace" "workspace" {
   identity {
     type = "SystemAssigned"
   }
+}
+
+# The workspace's access to its key vault.
+resource "azurerm_role_assignment" "workspace_key_vault_administrator" {
+  scope              = azurerm_key_vault.workspace.id
+  role_definition_id = "/subscriptions/${data.azurerm_client_config.current.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/${local.key_vault_administrator_role_id}"
+  principal_id       = azurerm_machine_learning_workspace.workspace.identity[0].principal_id
+  principal_type     = "ServicePrincipal"
 }
 
 resource "azurerm_kubernetes_cluster" "inference" {

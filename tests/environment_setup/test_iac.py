@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, List, NamedTuple, Set
 
 import pytest
 import yaml
@@ -426,6 +426,7 @@ def bicep_resource_types(program: Dict[str, Any]) -> Set[str]:
 def test_bicep_and_arm_deploy_the_same_resources_with_the_same_parameters():
     program, template = bicep_program(), arm_template()
     assert set(program["parameters"]) == set(template["parameters"])
+    assert set(program["variables"]) == set(template["variables"])
     assert bicep_resource_types(program) == {f"{resource['type']}@{resource['apiVersion']}"
                                              for resource in template["resources"]}
     assert set(program["outputs"]) == set(template["outputs"])
@@ -515,3 +516,228 @@ def test_terraform_validate_catches_a_broken_configuration(tmp_path, terraform_o
     problems = terraform_validate_problems(copy)
     assert problems and all(str(copy / "variables.tf") in problem for problem in problems)
     assert summary in problems[0], problems
+
+
+# ---- Key Vault: Azure RBAC, so that redeploying cannot cut the workspace off its vault -----
+# A vault deployed with `accessPolicies: []` loses the access policy the workspace gave itself,
+# on every redeployment (Azure ML's workspace-template troubleshooting). With RBAC the vault has
+# no access policies; the workspace's access is a role assignment made by the same deployment.
+
+KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
+ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
+KEY_VAULT = "Microsoft.KeyVault/vaults"
+ARM_ADMINISTRATOR_ROLE = (f"[subscriptionResourceId('{ROLE_DEFINITIONS}', "
+                          f"'{KEY_VAULT_ADMINISTRATOR}')]")
+TF_MAIN = TF_DIR / "main.tf"
+# A top-level block of a `terraform fmt`-formatted file, and its own (not nested) settings.
+TF_BLOCK = re.compile(r'^(resource|data) "(\w+)" "(\w+)" \{\n(.*?)^\}$', re.MULTILINE | re.DOTALL)
+TF_LOCALS = re.compile(r"^locals \{\n(.*?)^\}$", re.MULTILINE | re.DOTALL)
+TF_SETTING = re.compile(r"^  (\w+)\s*=\s*(.+)$", re.MULTILINE)
+TF_NESTED_BLOCK = re.compile(r"^  (\w+) \{$", re.MULTILINE)
+TF_LOCAL_REFERENCE = re.compile(r"\$\{local\.(\w+)\}|\blocal\.(\w+)\b")
+ARM_VARIABLE = re.compile(r"variables\('(\w+)'\)")
+ARM_WORKSPACE_IDENTITY = re.compile(r"^\[reference\((resourceId\(.*\)), '[\d-]+', 'full'\)"
+                                    r"\.identity\.principalId\]$")
+
+
+class KeyVaultAccess(NamedTuple):
+    """How a template authorises access to the workspace's key vault."""
+
+    rbac_authorization: Any  # the vault's setting, as written (None when not set)
+    access_policies: List[str]  # every access policy setting or resource found for the vault
+    administrators: List[str]  # principals made Key Vault Administrator on the vault
+
+
+def bicep_reference(node: Any) -> str:
+    """A pycep property access (a.b.c) as written in Bicep; anything else as pycep gives it."""
+    if isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
+        operands = node["operator"]["operands"]
+        return f"{bicep_reference(operands['operand_1'])}.{bicep_reference(operands['operand_2'])}"
+    return node if isinstance(node, str) else json.dumps(node)
+
+
+def bicep_function(node: Any, name: str) -> Dict[str, Any]:
+    """The arguments of a pycep function call named name; {} when node is something else."""
+    function = node.get("function", {}) if isinstance(node, dict) else {}
+    return function.get("parameters", {}) if function.get("type") == name else {}
+
+
+def bicep_administrator(config: Dict[str, Any], vault: str, variables: Dict[str, Any]) -> str:
+    """The principal a Bicep role assignment makes Key Vault Administrator on vault, or ''."""
+    properties = config["properties"]
+    role = bicep_function(properties.get("roleDefinitionId"), "subscription_resource_id")
+    role_id = role.get("resource_name_1")
+    role_id = variables.get(role_id, {}).get("value", role_id)
+    # guid() of the vault, the workspace and the role: the same name on every redeployment.
+    name = [bicep_reference(argument)
+            for argument in bicep_function(config.get("name"), "guid").values()]
+    if (config.get("scope") == vault and f"{vault}.id" in name
+            and role.get("resource_type") == ROLE_DEFINITIONS and role_id == KEY_VAULT_ADMINISTRATOR
+            and properties.get("principalType") == "ServicePrincipal"):
+        return bicep_reference(properties.get("principalId"))
+    return ""
+
+
+def bicep_key_vault_access(path: Path) -> KeyVaultAccess:
+    """The key vault access that a Bicep file deploys."""
+    program = parse_bicep(shared_bicep_parser(), path)
+    resources = program["resources"]
+    [vault] = [symbol for symbol, resource in resources.items()
+               if resource["type"] == KEY_VAULT]
+    properties = resources[vault]["config"]["properties"]
+    administrators = [bicep_administrator(resource["config"], vault, program["variables"])
+                      for resource in resources.values() if resource["type"] == ROLE_ASSIGNMENT]
+    return KeyVaultAccess(properties.get("enableRbacAuthorization"),
+                          [key for key in properties if key == "accessPolicies"]
+                          + [symbol for symbol, resource in resources.items()
+                             if resource["type"] == "Microsoft.KeyVault/vaults/accessPolicies"],
+                          [principal for principal in administrators if principal])
+
+
+def arm_administrator(resource: Dict[str, Any], vault: Dict[str, Any],
+                      variables: Dict[str, Any]) -> str:
+    """The principal an ARM role assignment makes Key Vault Administrator on vault, or ''."""
+    vault_name = vault["name"][1:-1]
+    vault_id = f"[resourceId('{vault['type']}', {vault_name})]"
+    properties = resource["properties"]
+    role = ARM_VARIABLE.sub(lambda match: f"'{variables[match.group(1)]}'",
+                            properties.get("roleDefinitionId", ""))
+    principal = properties.get("principalId", "")
+    workspace = ARM_WORKSPACE_IDENTITY.match(principal)
+    depends_on = resource.get("dependsOn", [])
+    if (resource.get("scope") == f"[format('{vault['type']}/{{0}}', {vault_name})]"
+            and resource["name"].startswith(f"[guid({vault_id[1:-1]}, ")
+            and role == ARM_ADMINISTRATOR_ROLE
+            and properties.get("principalType") == "ServicePrincipal"
+            and workspace and f"[{workspace.group(1)}]" in depends_on and vault_id in depends_on):
+        return principal
+    return ""
+
+
+def arm_key_vault_access(path: Path) -> KeyVaultAccess:
+    """The key vault access that an ARM template deploys."""
+    template = json.loads(path.read_text())
+    resources = template["resources"]
+    [vault] = [resource for resource in resources if resource["type"] == KEY_VAULT]
+    administrators = [arm_administrator(resource, vault, template.get("variables", {}))
+                      for resource in resources if resource["type"] == ROLE_ASSIGNMENT]
+    return KeyVaultAccess(vault["properties"].get("enableRbacAuthorization"),
+                          [key for key in vault["properties"] if key == "accessPolicies"]
+                          + [resource["name"] for resource in resources
+                             if resource["type"] == "Microsoft.KeyVault/vaults/accessPolicies"],
+                          [principal for principal in administrators if principal])
+
+
+def terraform_blocks(text: str) -> Dict[str, Dict[str, str]]:
+    """`type.name` of each resource and data block: its own settings, and {} for each sub-block."""
+    blocks = {}
+    for kind, block_type, name, body in TF_BLOCK.findall(text):
+        address = f"{block_type}.{name}" if kind == "resource" else f"data.{block_type}.{name}"
+        settings = dict(TF_SETTING.findall(body))
+        settings.update({nested: "{}" for nested in TF_NESTED_BLOCK.findall(body)})
+        blocks[address] = settings
+    return blocks
+
+
+def terraform_value(expression: str, text: str) -> str:
+    """A Terraform expression with the file's locals put in, one level deep."""
+    found = TF_LOCALS.search(text)
+    local_values = dict(TF_SETTING.findall(found.group(1))) if found else {}
+    return TF_LOCAL_REFERENCE.sub(
+        lambda match: local_values[match.group(1) or match.group(2)].strip('"'), expression)
+
+
+def terraform_key_vault_access(path: Path) -> KeyVaultAccess:
+    """The key vault access that a Terraform file deploys."""
+    text = path.read_text()
+    blocks = terraform_blocks(text)
+    [vault] = [address for address in blocks if address.startswith("azurerm_key_vault.")]
+    role = f'/providers/{ROLE_DEFINITIONS}/{KEY_VAULT_ADMINISTRATOR}"'
+    administrators = [
+        settings.get("principal_id") for address, settings in blocks.items()
+        if address.startswith("azurerm_role_assignment.")
+        and settings.get("scope") == f"{vault}.id"
+        and terraform_value(settings.get("role_definition_id", ""), text).endswith(role)]
+    # `enable_rbac_authorization` is the name azurerm 4.x deprecates; 5.0 removes it.
+    rbac = {"true": True, "false": False}.get(blocks[vault].get("rbac_authorization_enabled", ""))
+    return KeyVaultAccess(rbac,
+                          [key for key in blocks[vault] if key == "access_policy"]
+                          + [address for address in blocks
+                             if address.startswith("azurerm_key_vault_access_policy.")],
+                          administrators)
+
+
+KEY_VAULT_TEMPLATES = {
+    "bicep": (BICEP, bicep_key_vault_access, "workspace.identity.principalId"),
+    "arm": (ARM_TEMPLATE, arm_key_vault_access,
+            "[reference(resourceId('Microsoft.MachineLearningServices/workspaces', "
+            "parameters('workspaceName')), '2024-04-01', 'full').identity.principalId]"),
+    "terraform": (TF_MAIN, terraform_key_vault_access,
+                  "azurerm_machine_learning_workspace.workspace.identity[0].principal_id"),
+}
+
+
+def key_vault_access_problems(access: KeyVaultAccess, workspace_identity: str) -> List[str]:
+    """What would let a redeployment cut the workspace off its key vault."""
+    problems = []
+    if access.rbac_authorization is not True:
+        problems.append(f"the vault's RBAC authorisation is {access.rbac_authorization!r}, "
+                        "not true")
+    if access.access_policies:
+        problems.append(f"the vault has access policies {access.access_policies}, which every "
+                        "redeployment applies")
+    if workspace_identity not in access.administrators:
+        problems.append(f"no role assignment makes {workspace_identity} Key Vault Administrator "
+                        f"({KEY_VAULT_ADMINISTRATOR}) on the vault: {access.administrators}")
+    return problems
+
+
+@pytest.mark.parametrize("template", KEY_VAULT_TEMPLATES)
+def test_key_vault_authorises_with_rbac_and_has_no_access_policies(template):
+    source, read_access, _ = KEY_VAULT_TEMPLATES[template]
+    access = read_access(source)
+    assert access.rbac_authorization is True
+    assert access.access_policies == []
+
+
+@pytest.mark.parametrize("template", KEY_VAULT_TEMPLATES)
+def test_workspace_identity_is_key_vault_administrator_on_its_vault(template):
+    source, read_access, workspace_identity = KEY_VAULT_TEMPLATES[template]
+    assert read_access(source).administrators == [workspace_identity]
+
+
+@pytest.mark.parametrize("template, old, new, message", [
+    ("bicep", "    enableRbacAuthorization: true\n",
+     "    enableRbacAuthorization: true\n    accessPolicies: []\n", "access policies"),
+    ("bicep", "enableRbacAuthorization: true", "enableRbacAuthorization: false", "RBAC"),
+    ("bicep", f"'{KEY_VAULT_ADMINISTRATOR}'", "'4633458b-17de-408a-b874-0445c86b69e6'",
+     "Key Vault Administrator"),
+    ("bicep", "principalId: workspace.identity.principalId",
+     "principalId: aksCluster.identity.principalId", "Key Vault Administrator"),
+    ("bicep", "name: guid(keyVault.id, ", "name: guid(storage.id, ", "Key Vault Administrator"),
+    ("arm", '"enableRbacAuthorization": true',
+     '"enableRbacAuthorization": true,\n        "accessPolicies": []', "access policies"),
+    ("arm", '"enableRbacAuthorization": true,', "", "RBAC"),
+    ("arm", "\"scope\": \"[format('Microsoft.KeyVault/vaults/{0}', variables('keyVaultName'))]\"",
+     "\"scope\": \"[format('Microsoft.Storage/storageAccounts/{0}', "
+     "variables('storageAccountName'))]\"", "Key Vault Administrator"),
+    ("arm", "'full').identity.principalId]", "'full').properties.friendlyName]",
+     "Key Vault Administrator"),
+    ("terraform", "  rbac_authorization_enabled = true\n",
+     "  rbac_authorization_enabled = true\n  access_policy              = []\n", "access policies"),
+    ("terraform", "rbac_authorization_enabled = true", "enable_rbac_authorization = true", "RBAC"),
+    ("terraform", KEY_VAULT_ADMINISTRATOR, "4633458b-17de-408a-b874-0445c86b69e6",
+     "Key Vault Administrator"),
+    ("terraform", "azurerm_machine_learning_workspace.workspace.identity[0].principal_id",
+     "data.azurerm_client_config.current.object_id", "Key Vault Administrator"),
+], ids=["bicep-empty-access-policy-list", "bicep-rbac-off", "bicep-other-role",
+        "bicep-other-principal", "bicep-name-not-of-the-vault", "arm-empty-access-policy-list",
+        "arm-rbac-unset", "arm-other-scope", "arm-not-the-identity",
+        "terraform-empty-access-policy-list", "terraform-deprecated-rbac-setting",
+        "terraform-other-role", "terraform-other-principal"])
+def test_key_vault_checks_catch_a_lost_workspace_access(tmp_path, template, old, new, message):
+    source, read_access, workspace_identity = KEY_VAULT_TEMPLATES[template]
+    problems = key_vault_access_problems(read_access(copy_broken(source, tmp_path, old, new)),
+                                         workspace_identity)
+    assert len(problems) == 1 and message in problems[0], problems
