@@ -6,7 +6,6 @@ from unittest.mock import create_autospec
 import pandas as pd
 import pytest
 from azureml.core import Workspace
-from azureml.data import TabularDataset
 
 from diabetes_regression.training.train import TARGET_COLUMN, load_sample_data, validate_data
 from ml_service.backends import azureml as backend_module
@@ -16,19 +15,9 @@ from ml_service.backends.local import read_csv
 from ml_service.errors import ConfigurationError
 from ml_service.util.env_variables import (AzureScoringSettings, ComputeSettings,
                                            EnvironmentSettings, TrainingSettings)
+from tests.azureml_rehearsal import learnt_tabular_dataset
 
 CONDA_FILE = EnvironmentSettings().conda_file
-
-
-def tabular_dataset(path) -> TabularDataset:
-    """What Dataset.Tabular.from_delimited_files builds (it takes no local path): a
-    dataprep CSV reader with the column types learnt from the data, as a TabularDataset."""
-    import azureml.dataprep as dataprep
-
-    flow = dataprep.read_csv(str(path), verify_exists=False, infer_column_types=False)
-    types = flow.builders.set_column_types()
-    types.learn()
-    return TabularDataset._create(types.to_dataflow())
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def sample_csv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(sample_csv):
-    return tabular_dataset(sample_csv)
+    return learnt_tabular_dataset(sample_csv)
 
 
 @pytest.fixture
@@ -106,5 +95,5 @@ def test_a_column_of_0_and_1_reads_as_integers_as_pandas_reads_it(tmp_path):
     """A binary target: dataprep learns booleans, pandas integers; the backend gives 0/1."""
     path = tmp_path / "binary.csv"
     path.write_text("x,label,count\n0.5,0,3\n1.5,1,4\n2.5,1,5\n")
-    frame = tabular_to_frame(tabular_dataset(path), CONDA_FILE)
+    frame = tabular_to_frame(learnt_tabular_dataset(path), CONDA_FILE)
     pd.testing.assert_frame_equal(frame, read_csv(path))
