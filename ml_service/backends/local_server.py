@@ -1,7 +1,11 @@
 """Run a scoring script locally in azureml-inference-server-http, as Azure ML's containers do.
 
 A service is a folder holding the model (``model/``), the server's log and a
-record (``service.json``) with the process id and URL.
+record (``service.json``) with the process id and URL. The server runs in a
+process group of its own, led by the recorded process (gunicorn's master) with
+its workers: stopping a service stops every process of that group still serving
+the service's model folder, whether or not the leader is alive (a killed master
+leaves its workers running, holding the port).
 """
 import json
 import logging
@@ -14,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ml_service.errors import DeploymentError
 from ml_service.paths import PROJECT_ROOT
@@ -23,6 +27,8 @@ LOGGER = logging.getLogger(__name__)
 RECORD = "service.json"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+KILL_TIMEOUT_S = 2.0
+PROC = Path("/proc")
 
 
 def free_port() -> int:
@@ -46,6 +52,7 @@ def start_server(entry_script: Path, service_dir: Path, port: int = 0,
     if not entry_script.is_file():
         raise DeploymentError(f"no scoring script at {entry_script}")
     port = port or free_port()
+    service_dir = Path(service_dir).resolve()
     log_path = service_dir / "server.log"
     service_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -113,17 +120,122 @@ def is_running(record: Dict[str, Any]) -> bool:
 
 
 def stop_server(service_dir: Path) -> bool:
-    """Stop the service recorded in a folder and forget it; return False if no recorded
-    server was running (no record, or its process is gone)."""
+    """Stop the service recorded in a folder and forget it; return False if nothing of it
+    was running (no record, or no process of its server left).
+
+    Every process of the recorded server's group that still serves this folder's model is
+    stopped, whether or not the recorded leader is alive; the record is forgotten only once
+    they are gone.
+    """
     record = read_record(service_dir)
     if record is None:
         return False
-    running = is_running(record)
-    if running:
-        LOGGER.info("Stopping the scoring server (pid %d)", int(record["pid"]))
-        terminate(int(record["pid"]))
-    (service_dir / RECORD).unlink(missing_ok=True)
-    return running
+    pgid = int(record.get("pid", 0))
+    stopped, left = stop_group(pgid, Path(service_dir).resolve() / "model")
+    if left:
+        raise DeploymentError(f"pids {', '.join(map(str, left))} of the scoring server in "
+                              f"{service_dir} did not end on SIGKILL; its record is kept")
+    if stopped:
+        LOGGER.info("Stopped the scoring server's processes %s (process group %d%s)",
+                    ", ".join(map(str, stopped)), pgid,
+                    "" if pgid in stopped else "; its leader had ended")
+    (Path(service_dir) / RECORD).unlink(missing_ok=True)
+    return bool(stopped)
+
+
+def server_processes(pgid: int, model_dir: Path) -> List[int]:
+    """The pids in process group ``pgid`` that are azmlinfsrv serving ``model_dir``.
+
+    The command line is checked, not only the group: a group id outlives its leader, and
+    may be reused once the group is empty. Without /proc (macOS) only the leader can be
+    found, by its pid.
+    """
+    if pgid <= 0:
+        return []
+    if not PROC.is_dir():
+        return [pgid] if _is_our_server(pgid) else []
+    return sorted(pid for pid in _all_pids() if _serves(pid, pgid, model_dir))
+
+
+def stop_group(pgid: int, model_dir: Path) -> Tuple[List[int], List[int]]:
+    """Stop the processes of group ``pgid`` serving ``model_dir``: SIGTERM, then SIGKILL
+    to those left after the grace period. Return (the pids signalled, the pids left)."""
+    if not PROC.is_dir():
+        found = server_processes(pgid, model_dir)
+        if found:
+            terminate(pgid)
+        return found, server_processes(pgid, model_dir)
+    signalled: Set[int] = set()
+    left: List[int] = []
+    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, KILL_TIMEOUT_S)):
+        sent: Set[int] = set()
+        deadline = time.monotonic() + wait_s
+        while True:
+            _reap(pgid)
+            left = server_processes(pgid, model_dir)
+            # Signalled once per round, also one found later (a worker the master respawned).
+            for pid in set(left) - sent:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:  # ended since it was found
+                    pass
+            sent.update(left)
+            signalled.update(left)
+            if not left:
+                return sorted(signalled), []
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        LOGGER.warning("Scoring server pids %s did not end on %s", ", ".join(map(str, left)),
+                       sig.name)
+    return sorted(signalled), left
+
+
+def _all_pids() -> List[int]:
+    return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a process of ours that ended (the leader, when this
+    process started it), so that it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _serves(pid: int, pgid: int, model_dir: Path) -> bool:
+    """True if process ``pid`` is in group ``pgid`` and is azmlinfsrv serving ``model_dir``
+    (False once it has ended)."""
+    fields = _stat_fields(pid)
+    if fields is None or int(fields[2]) != pgid or fields[0] == "Z":
+        return False
+    try:
+        cmdline = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:  # ended meanwhile
+        return False
+    names_server = any(os.path.basename(part) == b"azmlinfsrv" for part in cmdline)
+    return names_server and _argument(cmdline, b"--model_dir") == os.fsencode(model_dir)
+
+
+def _stat_fields(pid: int) -> Optional[List[str]]:
+    """The fields of /proc/<pid>/stat after the command name (state, parent, group, ...),
+    or None if there is no such process (or it is not ours to read)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold anything: the fields follow the last ")".
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields if len(fields) >= 3 else None
+
+
+def _argument(cmdline: List[bytes], option: bytes) -> Optional[bytes]:
+    """The value following ``option`` on a command line, or None."""
+    for index, part in enumerate(cmdline[:-1]):
+        if part == option:
+            return cmdline[index + 1]
+    return None
 
 
 def _is_our_server(pid: int) -> bool:
@@ -144,7 +256,7 @@ def _is_our_server(pid: int) -> bool:
 
 def terminate(pid: int) -> None:
     """Stop a server's whole process group: SIGTERM, then SIGKILL after a grace period."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 2.0)):
+    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, KILL_TIMEOUT_S)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
@@ -157,17 +269,17 @@ def terminate(pid: int) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished == pid:
-            return False
-    except ChildProcessError:
-        pass
+    """True while a process is left in the group ``pid`` leads (or led); one that ended,
+    waiting to be reaped by its parent, is not counted."""
+    _reap(pid)
     try:
         os.killpg(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    if not PROC.is_dir():
+        return True
+    return any(fields is not None and int(fields[2]) == pid and fields[0] != "Z"
+               for fields in map(_stat_fields, _all_pids()))
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -1,8 +1,11 @@
-"""Local deployments never orphan a server: concurrent deploys, an interrupted deploy, stop."""
+"""Local deployments never orphan a server: concurrent deploys, an interrupted deploy, stop,
+and stop or a new deploy after the server's leader or its worker was killed."""
 import logging
 import os
+import signal
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,29 +36,90 @@ def production(backend, tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_server_left(backend):
-    """Whatever a test asserts, no server of the service outlives it."""
+    """Whatever a test asserts, no server of the service outlives it: not even a worker
+    whose leader was killed (out of its group's reach once the leader is gone)."""
     yield
     service_dir = backend.root / "deployments" / SERVICE
     for pid in servers_of(service_dir):
         local_server.terminate(pid)
+    deadline = time.monotonic() + 10
+    while serving_processes(service_dir) and time.monotonic() < deadline:
+        for pid in serving_processes(service_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
 
 
-def servers_of(service_dir: Path) -> list:
-    """Process ids of the azmlinfsrv servers serving this service's model folder (the main
-    processes: their workers, which carry the same command line, are left out)."""
+def serving_processes(service_dir: Path) -> dict:
+    """{pid: (parent pid, process group)} of every azmlinfsrv process serving this service's
+    model folder: servers and their workers, which carry the same command line."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if any(b"azmlinfsrv" in part for part in cmdline) \
                 and str(service_dir / "model").encode() in cmdline:
-            stat = (entry / "stat").read_text()
-            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return sorted(pid for pid, parent in found.items() if parent not in found)
+            found[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return found
+
+
+def servers_of(service_dir: Path) -> list:
+    """Process ids of the azmlinfsrv servers serving this service's model folder (the main
+    processes: their workers are left out)."""
+    found = serving_processes(service_dir)
+    return sorted(pid for pid, (parent, _) in found.items() if parent not in found)
+
+
+def group_members(pgid: int) -> list:
+    """The live processes of a process group (an ended one waiting to be reaped, a zombie,
+    holds no port and no memory)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return sorted(members)
+
+
+def kill_hard(pid: int) -> None:
+    """kill -9 one process (not its group), as an out-of-memory kill does; reap it if it is
+    this process's child, as a shell would."""
+    os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        wait_until(lambda: not Path(f"/proc/{pid}").exists()
+                   or (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                       == "Z"))
+
+
+def wait_until(condition, limit_s: float = 30.0) -> None:
+    """Poll until ``condition()`` holds; fail the test after ``limit_s`` seconds."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"still not true after {limit_s:.0f} s"
+        time.sleep(0.05)
+
+
+def answers(url: str) -> bool:
+    """True if a server answers the liveness route at ``url``."""
+    try:
+        with urllib.request.urlopen(url + "/", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def wait_for_command_line(pid: int, limit_s: float = 30.0) -> None:
@@ -116,3 +180,55 @@ def test_stop_says_was_not_running_when_the_recorded_server_is_gone(backend, cap
     assert deploy_local.main(["stop", "--service", SERVICE]) == 0
     assert f"Service '{SERVICE}' was not running" in caplog.text
     assert local_server.read_record(service_dir) is None
+
+
+def deployed_group(backend, production) -> tuple:
+    """Deploy the service; return its record and the live processes of its group, once the
+    server's worker is up (gunicorn forks it after the master)."""
+    backend.deploy_model(production, SERVICE, scoring_service_spec())
+    record = local_server.read_record(backend.root / "deployments" / SERVICE)
+    wait_until(lambda: len(group_members(record["pid"])) >= 2)
+    return record, group_members(record["pid"])
+
+
+def test_stop_after_a_kill_of_the_leader_ends_its_worker(backend, production, caplog):
+    record, members = deployed_group(backend, production)
+    leader = record["pid"]
+    kill_hard(leader)
+    orphans = group_members(leader)
+    assert orphans and leader not in orphans  # the worker is left, holding the port
+    caplog.set_level(logging.INFO)
+    assert deploy_local.main(["stop", "--service", SERVICE]) == 0
+    assert group_members(leader) == []
+    assert f"Service '{SERVICE}' stopped" in caplog.text
+    assert (f"Stopped the scoring server's processes {', '.join(map(str, orphans))} "
+            f"(process group {leader}; its leader had ended)") in caplog.text
+    assert local_server.read_record(backend.root / "deployments" / SERVICE) is None
+
+
+def test_stop_after_a_kill_of_the_worker_ends_the_leader(backend, production):
+    record, members = deployed_group(backend, production)
+    leader = record["pid"]
+    kill_hard(next(pid for pid in members if pid != leader))
+    assert deploy_local.main(["stop", "--service", SERVICE]) == 0
+    assert group_members(leader) == []
+    assert local_server.read_record(backend.root / "deployments" / SERVICE) is None
+
+
+def test_a_fixed_port_is_free_again_for_the_next_deploy(backend, production, capsys,
+                                                        monkeypatch):
+    port = local_server.free_port()
+    monkeypatch.setenv("LOCAL_SCORING_PORT", str(port))
+    argv = ["deploy", "--service", SERVICE, "--model_name", MODEL]
+    assert deploy_local.main(argv) == 0
+    first = local_server.read_record(backend.root / "deployments" / SERVICE)
+    wait_until(lambda: len(group_members(first["pid"])) >= 2)
+    kill_hard(first["pid"])
+    # The new deploy replaces the service: the old worker goes, and its port with it.
+    assert deploy_local.main(argv) == 0
+    url = capsys.readouterr().out.strip().splitlines()[-1]
+    assert url == f"http://127.0.0.1:{port}/score"
+    assert group_members(first["pid"]) == []
+    second = local_server.read_record(backend.root / "deployments" / SERVICE)
+    assert second["pid"] != first["pid"] and answers(second["url"])
+    assert servers_of(backend.root / "deployments" / SERVICE) == [second["pid"]]
