@@ -40,9 +40,11 @@ import logging
 import multiprocessing
 import os
 import re
+import select
 import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections import deque
@@ -233,16 +235,39 @@ def plan_mini_batches(path: Path, data_start: int, rows_per_batch: int,
 _SOURCE: Optional[Tuple[Path, List[str]]] = None
 
 
-def start_worker(path: Path, columns: List[str], init_argv: Sequence[str]) -> None:
+def start_worker(path: Path, columns: List[str], init_argv: Sequence[str],
+                 scorer: Optional[int] = None) -> None:
     """Worker initializer: remember the input, load the model once with the batch
-    script's init(); leave Ctrl-C to the parent, which stops the pool."""
+    script's init(); leave Ctrl-C to the parent, which stops the pool; end when the
+    scoring process ``scorer`` ends."""
     global _SOURCE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Whatever the process it was started from did with SIGTERM, a worker just ends.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if scorer is not None:
+        end_with(scorer)
     _SOURCE = (Path(path), list(columns))
     _reuse_freed_buffers()
     parallel_batchscore.init(list(init_argv))
+
+
+def end_with(scorer: int) -> None:
+    """End this worker when process ``scorer`` ends, killed or not (Linux 5.3+: elsewhere
+    nothing is watched). Its parent is the fork server, which outlives the scorer as long
+    as a worker lives, and a worker waits for tasks for ever: without this, a kill -9 of the
+    scorer leaves the workers, the fork server and the resource tracker running."""
+    try:
+        pidfd = os.pidfd_open(scorer)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        return
+
+    def watch() -> None:
+        select.select([pidfd], [], [])  # readable once the process has ended
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-scorer", daemon=True).start()
 
 
 def _reuse_freed_buffers() -> None:
@@ -473,7 +498,8 @@ def score_csv(input_path: Path, output_path: Path, model_path: Path,
         output.write(header)
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                    initializer=start_worker,
-                                   initargs=(input_path, layout.columns, init_argv))
+                                   initargs=(input_path, layout.columns, init_argv,
+                                             os.getpid()))
         try:
             _write_results(pool, _chain(first, batches), workers * WINDOW_PER_WORKER, output,
                            progress)

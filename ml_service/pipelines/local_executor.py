@@ -7,6 +7,7 @@ the pipeline run stops it: the remaining steps are skipped.
     python -m ml_service.pipelines.local_executor [--dataset_version 2]
 """
 import argparse
+import functools
 import gc
 import json
 import logging
@@ -78,9 +79,12 @@ class ProcessRunner:
 
     def run(self, argv: List[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> int:
         """Run one step, echoing its output and writing it to a log; return its exit code."""
+        from ml_service.pipelines.step_launcher import end_with_parent
+
         with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
                 argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, text=True, errors="replace") as process:
+                stdin=subprocess.DEVNULL, text=True, errors="replace",
+                preexec_fn=functools.partial(end_with_parent, os.getpid())) as process:
             try:
                 for line in process.stdout:
                     log.write(line)

@@ -19,11 +19,13 @@ import argparse
 import ast
 import atexit
 import builtins
+import ctypes
 import gc
 import importlib
 import importlib.machinery
 import json
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -42,6 +44,20 @@ WARM_MODULES = (
 )
 # Only later steps need these (saving and loading models): imported while the first runs.
 LATE_WARM_MODULES = ("mlflow.models", "mlflow.pyfunc")
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Looked up before any fork: a child may call it between fork and exec.
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def end_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM to this process when its parent, ``parent``, ends
+    (Linux only): a launcher whose executor was killed, or a step whose launcher was, must
+    not run on with nothing left to record what it does. Safe between fork and exec."""
+    if _LIBC is None:
+        return
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it ended before the request took effect
+        os._exit(1)
 
 
 def warm_up(modules: Iterable[str] = WARM_MODULES) -> None:
@@ -151,11 +167,12 @@ def child_sys_path(script: str, env: Dict[str, str], base: List[str]) -> List[st
             *[p for p in base if p not in extra]]
 
 
-def run_child(request: Dict[str, Any], base_path: List[str]) -> None:
+def run_child(request: Dict[str, Any], base_path: List[str], launcher: int) -> None:
     """In the forked child: become the step's process, run the script, exit with its code."""
     code = 1
     main_module = types.ModuleType("__main__")
     try:
+        end_with_parent(launcher)
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -224,13 +241,14 @@ def serve(requests_in, replies_out, late_warm_up=warm_up_late) -> None:
     """Fork one child per request and reply with its exit code, until stdin closes;
     ``late_warm_up`` runs once, in the launcher, while the first child runs."""
     base_path = sys.path[1:]  # without the launcher's own working directory
+    launcher = os.getpid()
     for line in requests_in:
         if not line.strip():
             continue
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            run_child(request, base_path)
+            run_child(request, base_path, launcher)
         if late_warm_up is not None:
             try:
                 late_warm_up()
@@ -258,6 +276,7 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
 def main(argv: Optional[list] = None) -> int:
     """Entry point of the launcher process (started by the local executor)."""
     args = parse_args(argv)
+    end_with_parent(os.getppid())
     warm_up([*WARM_MODULES, *library_imports(args.scripts, [args.source_directory])])
     gc.freeze()
     sys.stdout.write(json.dumps({"ready": True}) + "\n")

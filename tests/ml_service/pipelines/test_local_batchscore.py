@@ -1,8 +1,13 @@
 """The local batch scorer: every row, in order, across worker processes, one atomic output."""
+import contextlib
 import logging
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -15,6 +20,7 @@ from diabetes_regression.training.model_files import save_model
 from diabetes_regression.training.prediction import RESULT_KEY, predict
 from diabetes_regression.training.train import (TARGET_COLUMN, load_sample_data, split_data,
                                                 train_model)
+from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines import local_batchscore
 from ml_service.pipelines.local_batchscore import MiniBatch, plan_mini_batches, score_csv
 from ml_service.util.env_variables import TrainingSettings
@@ -278,3 +284,43 @@ def test_a_mini_batch_that_does_not_parse_to_its_rows_is_an_error(tmp_path):
     with pytest.raises(parallel_batchscore.BatchInputError, match="parse as 2 rows"):
         local_batchscore.parse_rows(path.read_bytes()[4:], ["a", "b"], MiniBatch(4, 12, 0, 1),
                                     path)
+
+
+def group_members(pgid):
+    """The live processes of a process group (a zombie, not yet reaped, has ended)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="workers watch the scorer by pidfd")
+def test_a_kill_of_the_scorer_ends_its_workers_and_their_server(model_file, tmp_path):
+    data = tmp_path / "big.csv"
+    scoring_frame(rows=200_000).to_csv(data, index=False)
+    scorer = subprocess.Popen(
+        [sys.executable, "-m", "ml_service.pipelines.local_batchscore", "--input", str(data),
+         "--output", str(tmp_path / "scored.csv"), "--model_path", str(model_file),
+         "--workers", "2", "--mini_batch_rows", "100"],
+        cwd=PROJECT_ROOT, start_new_session=True, stderr=subprocess.DEVNULL)
+    try:
+        # The scorer, the resource tracker, the fork server and two workers.
+        deadline = time.monotonic() + 60
+        while len(group_members(scorer.pid)) < 5:
+            assert scorer.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        scorer.kill()  # kill -9 of the scorer alone, not of its group
+        scorer.wait()
+        deadline = time.monotonic() + 15
+        while group_members(scorer.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert group_members(scorer.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(scorer.pid, signal.SIGKILL)
+        scorer.wait()

@@ -1,9 +1,14 @@
 """The fork-based runner must start a step exactly as `python script.py` would."""
+import contextlib
 import gc
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +207,52 @@ def test_a_forked_step_ends_as_python_ends_a_script(tmp_path, code):
         seen[name]["log"] = (tmp_path / f"{name}.log").read_text().strip()
     assert seen["ForkRunner"] == seen["ProcessRunner"] == {
         "unclosed": "flushed at exit", "thread": "thread", "pool": "pool", "log": "atexit ran"}
+
+
+# A step that says who it is, then runs for longer than the test.
+SLEEPER = "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+# An executor's part: run the step with a runner, as execute() does.
+EXECUTOR = """
+import os, sys
+from pathlib import Path
+from ml_service.pipelines.local_executor import ForkRunner, ProcessRunner
+runner = ForkRunner(os.environ) if sys.argv[1] == "fork" else ProcessRunner()
+runner.run([sys.executable, *sys.argv[2:]], Path.cwd(), dict(os.environ), Path("step.log"))
+"""
+
+
+def live(pid):
+    """True unless the process has ended (a zombie, not yet reaped, has)."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("launcher, killed", [
+    ("fork", "executor"), ("fork", "launcher"), ("process", "executor")])
+def test_a_step_ends_when_the_process_that_started_it_is_killed(tmp_path, launcher, killed):
+    script, said = write(tmp_path / "sleeper.py", SLEEPER), tmp_path / "step.pid"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    executor = subprocess.Popen([sys.executable, "-c", EXECUTOR, launcher, str(script),
+                                 str(said)], cwd=tmp_path, env=env, start_new_session=True,
+                                stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (said.exists() and said.read_text()):
+            assert executor.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        step = int(said.read_text())
+        parent = int(Path(f"/proc/{step}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(executor.pid if killed == "executor" else parent, signal.SIGKILL)
+        executor.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while live(step) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not live(step)
+    finally:
+        # The executor's group holds the launcher and the step: none outlives the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(executor.pid, signal.SIGKILL)
+        executor.wait()
