@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test worker processes (pytest-xdist); many tests start processes of their own.
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint benchmark benchmark-scoring batchscore benchmark-batchscore clean
@@ -21,8 +23,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, smoke test (DATA=file.csv)
 	$(BIN)/python -m ml_service.local_loop $(if $(DATA),--data "$(DATA)")
 
-test: $(STAMP) ## Run the tests with coverage
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml
+test: $(STAMP) ## Run the tests with coverage, on TEST_WORKERS processes (default 2)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15 \
+		--cov --cov-report=term --cov-report=xml
 
 lint: $(STAMP) ## Lint with flake8 (blocks the build)
 	$(BIN)/python -m flake8
