@@ -217,7 +217,8 @@ import os, sys
 from pathlib import Path
 from ml_service.pipelines.local_executor import ForkRunner, ProcessRunner
 runner = ForkRunner(os.environ) if sys.argv[1] == "fork" else ProcessRunner()
-runner.run([sys.executable, *sys.argv[2:]], Path.cwd(), dict(os.environ), Path("step.log"))
+runner.run([sys.executable, *sys.argv[2:]], Path.cwd(), dict(os.environ),
+           Path.cwd() / "step.log")
 """
 
 
