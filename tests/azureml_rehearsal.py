@@ -28,7 +28,6 @@ real one does.
 import copy
 import itertools
 import os
-import shutil
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,8 +109,8 @@ class _HttpResponse:
         self.reason = reason
         self.text = reason
 
-    def raise_for_status(self) -> None:  # pragma: no cover - msrest may call it
-        pass
+    def raise_for_status(self) -> None:
+        """msrest's HttpOperationError calls it to build its message."""
 
 
 class AzureMLService:
@@ -390,15 +389,6 @@ def _artifact(prefix: str) -> Any:
     from azureml._restclient.models.artifact import Artifact
 
     return Artifact(prefix=prefix)
-
-
-def snapshot_of(source: Path, target: Path,
-                keep: Callable[[Path], bool] = lambda _: True) -> Path:
-    """A step's snapshot: a copy of the source directory (Azure ML uploads it and runs the
-    step from there)."""
-    shutil.copytree(source, target, ignore=lambda folder, names: [
-        n for n in names if not keep(Path(folder) / n)])
-    return target
 
 
 def run_step(service: AzureMLService, pipeline_run: Any, snapshot: Path,

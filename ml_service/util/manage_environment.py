@@ -94,7 +94,13 @@ def get_environment(workspace: Workspace, settings: EnvironmentSettings,
     The latest registered version is reused when its conda dependencies equal the file's;
     a new version is registered when none exists, the file changed, or a rebuild is asked.
     """
-    wanted = build_environment(settings, project_root)
+    return register_or_reuse(workspace, build_environment(settings, project_root), settings)
+
+
+def register_or_reuse(workspace: Workspace, wanted: Environment,
+                      settings: EnvironmentSettings) -> Environment:
+    """The latest registered version of ``wanted`` when its conda dependencies equal
+    ``wanted``'s and no rebuild is asked; else ``wanted`` registered as a new version."""
     if settings.rebuild:
         reason = "a rebuild was asked for (AML_REBUILD_ENVIRONMENT or --rebuild)"
     else:
@@ -142,7 +148,7 @@ def manage_environment(args: argparse.Namespace) -> int:
         return 0
     from ml_service.util.workspace import get_workspace
 
-    get_environment(get_workspace(WorkspaceSettings.from_env()), settings)
+    register_or_reuse(get_workspace(WorkspaceSettings.from_env()), environment, settings)
     return 0
 
 

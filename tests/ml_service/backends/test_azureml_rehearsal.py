@@ -86,7 +86,7 @@ def run_pipeline(service: AzureMLService, run_dir: Path, parameters=None) -> obj
     return pipeline_run
 
 
-def register_file(service, backend, frame: pd.DataFrame, path: Path) -> DatasetVersion:
+def register_file(backend, frame: pd.DataFrame, path: Path) -> DatasetVersion:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return backend.register_dataset(SETTINGS.dataset_name, path, "rehearsal")
@@ -94,7 +94,7 @@ def register_file(service, backend, frame: pd.DataFrame, path: Path) -> DatasetV
 
 def test_the_first_training_run_registers_the_model_as_production(service, azure, tmp_path):
     """Defect: Model.register refused the model folder mounted outside the snapshot."""
-    register_file(service, azure, sample_frame(), tmp_path / "data" / "diabetes.csv")
+    register_file(azure, sample_frame(), tmp_path / "data" / "diabetes.csv")
     pipeline_run = run_pipeline(service, tmp_path / "run1")
 
     production = azure.get_production_model(SETTINGS.model_name)
@@ -117,11 +117,11 @@ def test_the_next_run_downloads_production_and_the_old_data_stays_as_it_was(
     Model.download, and the dataset version the first model trained on still reads its data
     after a changed file of the same name was registered."""
     data_file = tmp_path / "data" / "diabetes.csv"
-    register_file(service, azure, sample_frame(), data_file)
+    register_file(azure, sample_frame(), data_file)
     first = azure.load_dataset(DatasetVersion(SETTINGS.dataset_name, 1))
     run_pipeline(service, tmp_path / "run1")
 
-    register_file(service, azure, sample_frame(seed=7), data_file)
+    register_file(azure, sample_frame(seed=7), data_file)
     pipeline_run = run_pipeline(service, tmp_path / "run2")
 
     tags = service.runs[pipeline_run.id].tags
@@ -139,8 +139,8 @@ def test_a_dataset_version_never_changes_when_its_source_is_written_again(
     version registered from it."""
     data_file = tmp_path / "upload" / "diabetes.csv"
     old, new = sample_frame(), sample_frame(seed=3)
-    register_file(service, azure, old, data_file)
-    register_file(service, azure, new, data_file)
+    register_file(azure, old, data_file)
+    register_file(azure, new, data_file)
     # MLOpsPython's --data_file_path: new data written over the same datastore path.
     service.write_blob("incoming/diabetes.csv", old.to_csv(index=False).encode())
     azure.register_dataset(SETTINGS.dataset_name, Path("incoming/diabetes.csv"), "drop")
@@ -187,7 +187,7 @@ def test_batch_scoring_scores_a_0_and_1_feature_delivered_as_dataprep_delivers_i
     dataprep learns as booleans; every row was refused as 'not a number'."""
     from diabetes_regression.scoring import parallel_batchscore
 
-    register_file(service, azure, sample_frame(), tmp_path / "data" / "diabetes.csv")
+    register_file(azure, sample_frame(), tmp_path / "data" / "diabetes.csv")
     run_pipeline(service, tmp_path / "run1")
     frame = sample_frame().head(20).drop(columns=[TARGET_COLUMN])
     flag = frame.columns[0]
