@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint benchmark benchmark-scoring batchscore benchmark-batchscore clean
+.PHONY: help run test test-quick lint benchmark benchmark-scoring batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,8 +24,11 @@ run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, 
 	$(BIN)/python -m ml_service.local_loop $(if $(DATA),--data "$(DATA)")
 
 test: $(STAMP) ## Run the tests with coverage, on TEST_WORKERS processes (default 2)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15 \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --durations=15 \
 		--cov --cov-report=term --cov-report=xml
+
+test-quick: $(STAMP) ## The unit tests only, for the inner loop: no process, server, kill or copy
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not integration" -q
 
 lint: $(STAMP) ## Lint with flake8 (blocks the build)
 	$(BIN)/python -m flake8

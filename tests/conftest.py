@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from diabetes_regression.training.train import make_example_frame
 from ml_service.backends.local import LocalBackend
@@ -17,6 +18,14 @@ ISOLATED_VARIABLES = (
     "BUILD_BUILDID", "BUILD_BUILDURI", "LOCAL_DEPLOYMENT_NAME", "LOCAL_SCORING_PORT",
 )
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# How many inputs Hypothesis generates where a test does not say (the scoring fuzz test takes
+# its number of requests from here). "full" is the default, and what `make test` runs.
+# "model-swap" is for the generic tests run again in a rendered copy with another model
+# (tests/test_model_swap.py): the server and score.py there are the ones "full" fuzzed, so
+# fewer requests suffice to show that the other model's answers keep every status below 500.
+settings.register_profile("full", max_examples=1200)
+settings.register_profile("model-swap", max_examples=240)
+settings.load_profile(os.environ.get("MLOPS_HYPOTHESIS_PROFILE", "full"))
 
 
 def pytest_configure(config):
@@ -24,6 +33,20 @@ def pytest_configure(config):
     Workspace() does not fetch cloud metadata, and no dataset telemetry posting out."""
     os.environ.setdefault("AZUREML_CURRENT_CLOUD", "AzureCloud")
     os.environ.setdefault("HBI_WORKSPACE_JOB", "true")
+
+
+def heavy_rank(item: pytest.Item) -> float:
+    """The rank of a test marked heavy (lowest first), infinity for every other test."""
+    marker = item.get_closest_marker("heavy")
+    return float("inf") if marker is None else float(marker.kwargs.get("rank", 0))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that take minutes go first, longest first; the rest keep their order. On
+    several workers (`pytest -n 2 --dist load`, as `make test` runs) each then starts at once
+    on a worker of its own and the short tests fill the time around them, instead of one
+    starting last while the other workers sit idle."""
+    items.sort(key=heavy_rank)
 
 
 @pytest.fixture(autouse=True)

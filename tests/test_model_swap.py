@@ -36,7 +36,8 @@ def swapped(tmp_path_factory):
 
 
 def run_in(folder: Path, argv, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], cwd=folder, env=rendered_environment(folder),
+    env = {**rendered_environment(folder), "MLOPS_HYPOTHESIS_PROFILE": "model-swap"}
+    return subprocess.run([sys.executable, *argv], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -47,6 +48,7 @@ def test_the_rendered_copy_imports_the_variant(swapped):
                                    "target"]
 
 
+@pytest.mark.heavy(rank=1)
 def test_the_generic_tests_pass_with_a_classifier_swapped_in(swapped):
     ignored = [f"--ignore={path}" for path in MODEL_CONTRACT_TESTS + MODEL_INDEPENDENT_TESTS]
     done = run_in(swapped, ["-m", "pytest", "-q", "-p", "no:cacheprovider", *ignored,
@@ -55,6 +57,7 @@ def test_the_generic_tests_pass_with_a_classifier_swapped_in(swapped):
     assert " passed" in done.stdout.splitlines()[-1]
 
 
+@pytest.mark.heavy(rank=6)
 def test_batch_scoring_after_the_loop_with_a_classifier(swapped, tmp_path):
     loop = run_in(swapped, ["-m", "ml_service.local_loop"], 600)
     assert loop.returncode == 0, loop.stderr[-3000:]

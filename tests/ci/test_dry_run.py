@@ -41,6 +41,7 @@ def agent(mlops_root, tmp_path):
         backend.delete_deployment(variables[name])
 
 
+@pytest.mark.heavy(rank=3)
 def test_ci_then_cd_deploy_a_new_model_and_a_second_build_deploys_nothing(agent, mlops_root):
     backend = LocalBackend(mlops_root)
     agent.variables["Build.BuildId"] = "101"

@@ -16,6 +16,7 @@ METRIC = load_parameters().evaluation.metric
 SAMPLE_ROWS = len(load_parameters().scoring.sample["data"])
 
 
+@pytest.mark.heavy(rank=5)
 def test_the_loop_runs_twice_then_on_a_users_csv(backend, capsys, tmp_path):
     assert local_loop.main([]) == 0
     first = capsys.readouterr().out

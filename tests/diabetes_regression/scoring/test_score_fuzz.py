@@ -29,7 +29,10 @@ ROW = SAMPLE["data"][0]
 N = len(ROW)
 # The rest of a row of N values after its first: ",1,2,...".
 REST = b"".join(b",%d" % i for i in range(1, N))
-GENERATED = 1200
+# Generated requests: 1,200 in `make test`, fewer in the model-swap copy (tests/conftest.py).
+GENERATED = settings.default.max_examples
+# At least this many are sent: Hypothesis stops early once it has tried every input it can make.
+AT_LEAST = GENERATED * 5 // 6
 JSON_TYPES = ["application/json", "application/json; charset=utf-8", "application/x+json"]
 # The bodies the issue found answered with a 500, and their neighbours.
 KNOWN_BAD = [
@@ -141,8 +144,8 @@ def test_no_request_gets_a_5xx_and_the_server_keeps_scoring(server):
     statuses: Dict[int, int] = {}
     for status, _ in seen:
         statuses[status] = statuses.get(status, 0) + 1
-    assert len(seen) >= 1000 + len(KNOWN_BAD), statuses
-    assert sum(count for status, count in statuses.items() if status >= 400) >= 1000, statuses
+    assert len(seen) >= AT_LEAST + len(KNOWN_BAD), statuses
+    assert sum(count for status, count in statuses.items() if status >= 400) >= AT_LEAST, statuses
 
     assert requests.get(record["url"] + "/", timeout=10).status_code == 200
     answer = requests.post(url, json=SAMPLE, timeout=10)

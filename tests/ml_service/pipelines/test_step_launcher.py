@@ -28,6 +28,15 @@ sys.exit(int(sys.argv[1]))
 """
 
 
+@pytest.fixture(scope="module")
+def fork_runner():
+    """One warm launcher for the tests of how it starts a step: each step is still a child
+    forked for it alone, and warming up costs seconds of imports per launcher."""
+    runner = ForkRunner({})
+    yield runner
+    runner.close()
+
+
 @pytest.fixture
 def probe(tmp_path):
     script = tmp_path / "scripts" / "probe.py"
@@ -41,17 +50,15 @@ def run_probe(runner, probe, tmp_path, code):
     env = {"PROBE_VAR": "x", "EXTRA": str(extra), "PYTHONPATH": str(extra),
            "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
     log = tmp_path / f"{type(runner).__name__}.log"
-    try:
-        result = runner.run([sys.executable, str(probe), str(code), "--flag"], tmp_path, env, log)
-    finally:
-        runner.close()
+    result = runner.run([sys.executable, str(probe), str(code), "--flag"], tmp_path, env, log)
     first, second = log.read_text().splitlines()
     return result, json.loads(first), second
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("code", [0, 3])
-def test_fork_and_process_runners_start_steps_the_same_way(probe, tmp_path, code):
-    fork_code, fork_seen, fork_err = run_probe(ForkRunner({}), probe, tmp_path, code)
+def test_fork_and_process_runners_start_steps_the_same_way(fork_runner, probe, tmp_path, code):
+    fork_code, fork_seen, fork_err = run_probe(fork_runner, probe, tmp_path, code)
     process_code, process_seen, process_err = run_probe(ProcessRunner(), probe, tmp_path, code)
     assert fork_code == process_code == code
     assert fork_seen == process_seen
@@ -61,14 +68,11 @@ def test_fork_and_process_runners_start_steps_the_same_way(probe, tmp_path, code
     assert fork_err == process_err == "to stderr"
 
 
-def test_an_exception_in_a_forked_step_exits_1_with_the_traceback(tmp_path):
+@pytest.mark.integration
+def test_an_exception_in_a_forked_step_exits_1_with_the_traceback(fork_runner, tmp_path):
     script = tmp_path / "boom.py"
     script.write_text("raise RuntimeError('boom')\n")
-    runner = ForkRunner({})
-    try:
-        assert runner.run([sys.executable, str(script)], tmp_path, {}, tmp_path / "log") == 1
-    finally:
-        runner.close()
+    assert fork_runner.run([sys.executable, str(script)], tmp_path, {}, tmp_path / "log") == 1
     log = (tmp_path / "log").read_text()
     assert "RuntimeError: boom" in log and str(script) in log
     assert "step_launcher" not in log  # only the step's own frames, as python shows them
@@ -103,6 +107,7 @@ def test_the_libraries_a_step_imports_are_found_by_reading_its_imports(tmp_path)
                           "collections.abc"}
 
 
+@pytest.mark.integration
 def test_the_launcher_imports_what_the_pipeline_steps_import_before_they_run(tmp_path):
     # tabnanny: a standard module nothing else here imports.
     write(tmp_path / "probe.py", "import sys\nprint('tabnanny' in sys.modules)\nimport tabnanny\n")
@@ -133,12 +138,14 @@ def serve_twice(tmp_path, late_warm_up):
     return [json.loads(line)["code"] for line in replies.getvalue().splitlines()]
 
 
+@pytest.mark.integration
 def test_the_late_warm_up_runs_once_while_the_first_step_runs(tmp_path):
     calls = []
     assert serve_twice(tmp_path, lambda: calls.append(1)) == [0, 4]
     assert calls == [1]
 
 
+@pytest.mark.integration
 def test_a_failing_late_warm_up_is_reported_and_the_steps_still_run(tmp_path, capfd):
     def broken():
         raise RuntimeError("warm-up broke")
@@ -155,6 +162,7 @@ def test_the_late_warm_up_makes_mlflows_package_map_once_for_every_step():
     assert requirements_utils._MODULES_TO_PACKAGES is not None
 
 
+@pytest.mark.integration
 def test_the_executor_starts_the_launcher_before_it_imports_pandas_or_mlflow():
     code = ("import sys, ml_service.pipelines.local_executor; "
             "print(sorted({'pandas', 'mlflow', 'sklearn'} & set(sys.modules)))")
@@ -188,20 +196,18 @@ main()
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("code", [0, 5])
-def test_a_forked_step_ends_as_python_ends_a_script(tmp_path, code):
+def test_a_forked_step_ends_as_python_ends_a_script(fork_runner, tmp_path, code):
     # Threads finish, atexit handlers run, a file left open is flushed: nothing the step
     # wrote is lost because the launcher forked it.
     script = write(tmp_path / "behind.py", LEAVES_WORK_BEHIND)
     seen = {}
-    for runner in (ForkRunner({}), ProcessRunner()):
+    for runner in (fork_runner, ProcessRunner()):
         name = type(runner).__name__
         out = tmp_path / name
-        try:
-            assert runner.run([sys.executable, str(script), str(out), str(code)], tmp_path, {},
-                              tmp_path / f"{name}.log") == code
-        finally:
-            runner.close()
+        assert runner.run([sys.executable, str(script), str(out), str(code)], tmp_path, {},
+                          tmp_path / f"{name}.log") == code
         seen[name] = {suffix: (tmp_path / f"{name}.{suffix}").read_text()
                       for suffix in ("unclosed", "thread", "pool")}
         seen[name]["log"] = (tmp_path / f"{name}.log").read_text().strip()
@@ -230,6 +236,7 @@ def live(pid):
         return False
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.parametrize("launcher, killed", [
     ("fork", "executor"), ("fork", "launcher"), ("process", "executor")])
