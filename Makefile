@@ -28,7 +28,7 @@ test: $(STAMP) ## Run the tests with coverage, on TEST_WORKERS processes (defaul
 		--cov --cov-report=term --cov-report=xml
 
 test-quick: $(STAMP) ## The unit tests only, for the inner loop: no process, server, kill or copy
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not integration" -q
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not integration and not process" -q
 
 lint: $(STAMP) ## Lint with flake8 (blocks the build)
 	$(BIN)/python -m flake8

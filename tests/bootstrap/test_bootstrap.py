@@ -255,7 +255,7 @@ def test_lines_a_long_name_pushes_over_the_lint_limit_are_listed(repo, capsys):
                           for line in checks), checks
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_a_successful_run_leaves_no_template_name(bootstrapped):
     copy, result = bootstrapped
     assert result.returncode == 0, result.stderr
@@ -276,7 +276,7 @@ def test_a_successful_run_leaves_no_template_name(bootstrapped):
     assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"][0] == f"{NEW_NAME}*"
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_a_successful_run_keeps_file_modes(bootstrapped):
     copy, _ = bootstrapped
     script = copy / "ml_service" / "pipelines" / f"{NEW_NAME}_build_train_pipeline.py"
@@ -301,7 +301,7 @@ def lint(root: Path, rename: str = ""):
     return complaints
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_rename_breaks_no_lint_rule_but_the_long_lines_it_reports(pristine, bootstrapped):
     copy, result = bootstrapped
     new = lint(copy) - lint(pristine, NEW_NAME)
@@ -326,7 +326,7 @@ def test_private_and_binary_files_are_left_alone_and_reported(repo, caplog):
     ("write_file_atomically", 1), ("write_file_atomically", 20), ("rename_path", 1),
     ("rename_path", -1),
 ], ids=["first write", "twentieth write", "first rename", "last rename"])
-@pytest.mark.integration
+@pytest.mark.process
 def test_a_failure_midway_restores_the_tree(repo, caplog, monkeypatch, function, call):
     plan = bootstrap.prepare(repo, NEW_NAME)
     if call == -1:
@@ -348,7 +348,7 @@ def test_a_failure_midway_restores_the_tree(repo, caplog, monkeypatch, function,
     assert not os.listdir(bootstrap.tempfile.tempdir), "the backup folder was not removed"
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_a_file_changed_after_planning_stops_the_run_and_is_kept(repo):
     plan = bootstrap.prepare(repo, NEW_NAME)
     edited = repo / plan.rewrites[-1].path
@@ -359,7 +359,7 @@ def test_a_file_changed_after_planning_stops_the_run_and_is_kept(repo):
     assert snapshot(repo) == before
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_an_interruption_midway_restores_the_tree(repo, monkeypatch):
     real = bootstrap.rename_path
 
@@ -375,7 +375,7 @@ def test_an_interruption_midway_restores_the_tree(repo, monkeypatch):
     assert snapshot(repo) == before
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_a_failed_undo_keeps_the_backup_and_says_where(repo, caplog, monkeypatch):
     first = bootstrap.prepare(repo, NEW_NAME).rewrites[0].path
     original = (repo / first).read_bytes()

@@ -17,7 +17,7 @@ def problems_in_repository():
     return check_all(PROJECT_ROOT)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_repository_passes(problems_in_repository):
     assert [str(p) for p in problems_in_repository] == []
 
@@ -66,7 +66,7 @@ BREAKAGES = [
 ]
 
 
-@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.parametrize("path, old, new, message", BREAKAGES, ids=lambda v: str(v)[:40])
 def test_a_broken_file_fails_naming_it(copy, path, old, new, message):
     target = copy / path
@@ -79,7 +79,7 @@ def test_a_broken_file_fails_naming_it(copy, path, old, new, message):
     assert any(message in p.message for p in problems), [str(p) for p in problems]
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_an_undocumented_variable_group_variable_fails(copy):
     readme = copy / "README.md"
     readme.write_text(readme.read_text().replace("| `WORKSPACE_SVC_CONNECTION` |", "| x |"))
@@ -88,7 +88,7 @@ def test_an_undocumented_variable_group_variable_fails(copy):
                             for p in problems)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_main_exits_1_and_names_the_file(copy, capsys):
     (copy / ".pipelines" / "pr.yml").write_text("trigger: none\njobs:\n  - job: x\n    stpes: []\n")
     assert check_ci_files.main(["--root", str(copy)]) == 1

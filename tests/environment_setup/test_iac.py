@@ -85,7 +85,7 @@ def yamllint(*paths: Path) -> subprocess.CompletedProcess:
                     YAMLLINT_CONFIG, *paths)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_yamllint_passes_on_the_pipelines_and_its_own_config():
     result = yamllint(*PIPELINES, YAMLLINT_CONFIG)
     assert result.returncode == 0, report(result)
@@ -95,7 +95,7 @@ def test_yamllint_passes_on_the_pipelines_and_its_own_config():
     ("pr: none\n", "pr: none\npr: none\n", "key-duplicates"),
     ("  branches:\n", "  branches:\n   ", "indentation"),
 ], ids=["duplicate-key", "bad-indentation"])
-@pytest.mark.integration
+@pytest.mark.process
 def test_yamllint_catches_a_broken_pipeline(tmp_path, old, new, rule):
     broken = copy_broken(ARM_PIPELINE, tmp_path, old, new)
     result = yamllint(broken)
@@ -110,7 +110,7 @@ def check_pipelines(*paths: Path) -> subprocess.CompletedProcess:
     return run_tool("check-jsonschema", *PIPELINE_SCHEMA, *paths)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_pipelines_match_the_azure_pipelines_schema():
     result = check_pipelines(*PIPELINES)
     assert result.returncode == 0, report(result)
@@ -122,7 +122,7 @@ def test_pipelines_match_the_azure_pipelines_schema():
     (DOCKER_PIPELINE, "command: buildAndPush", "command: buildAndPull"),
     (ARM_PIPELINE, "AzureResourceManagerTemplateDeployment@3", "AzureResourceManagerDeployment@3"),
 ], ids=["misspelled-key", "unknown-task-input", "bad-input-value", "unknown-task"])
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_schema_catches_a_broken_pipeline(tmp_path, pipeline, old, new):
     broken = copy_broken(pipeline, tmp_path, old, new)
     result = check_pipelines(broken)
@@ -202,7 +202,7 @@ def shellcheck_inline_scripts(pipeline: Path, tmp_path: Path) -> List[str]:
     return problems
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_inline_scripts_are_shellcheck_clean(tmp_path):
     assert all(inline_scripts(pipeline) for pipeline in PIPELINES)
     problems = [problem for pipeline in PIPELINES
@@ -210,7 +210,7 @@ def test_inline_scripts_are_shellcheck_clean(tmp_path):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_shellcheck_catches_a_broken_inline_script(tmp_path):
     broken = copy_broken(REMOVE_PIPELINE, tmp_path, 'az group delete --name "$(RESOURCE_GROUP)"',
                          "cd $HOME/$(RESOURCE_GROUP) && az group delete")
@@ -220,7 +220,7 @@ def test_shellcheck_catches_a_broken_inline_script(tmp_path):
 
 # ---- The build agent: Dockerfile and install script -------------------------------------
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_hadolint_passes_on_the_dockerfile():
     result = run_tool("hadolint", "--no-color", DOCKERFILE)
     assert result.returncode == 0, report(result)
@@ -234,7 +234,7 @@ def test_hadolint_passes_on_the_dockerfile():
     ('"azure-cli==${AZURE_CLI_VERSION}"', "azure-cli", "DL3013"),
 ], ids=["latest-tag", "unpinned-apt-package", "cd-in-run", "apt-lists-kept",
         "unpinned-azure-cli"])
-@pytest.mark.integration
+@pytest.mark.process
 def test_hadolint_catches_a_broken_dockerfile(tmp_path, old, new, rule):
     broken = copy_broken(DOCKERFILE, tmp_path, old, new)
     result = run_tool("hadolint", "--no-color", broken)
@@ -271,13 +271,13 @@ def test_dockerfile_installs_a_pinned_azure_cli_apart_from_the_project():
     assert text.index(run) < text.index("\nUSER "), "installed after the switch to the agent user"
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_shellcheck_passes_on_the_install_script():
     result = run_tool("shellcheck", INSTALL_SCRIPT)
     assert result.returncode == 0, report(result)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_shellcheck_catches_a_broken_install_script(tmp_path):
     broken = copy_broken(INSTALL_SCRIPT, tmp_path, '-e "${repo_root}[dev]"',
                          "-e ${repo_root}[dev]")
@@ -304,7 +304,7 @@ def run_install_script(python: Path) -> subprocess.CompletedProcess:
                           env={"PATH": "/usr/bin:/bin", "PYTHON": str(python)})
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_install_script_installs_the_project_editable_with_its_dev_extra(tmp_path):
     result = run_install_script(fake_python(tmp_path, version_ok=True))
     assert result.returncode == 0, report(result)
@@ -314,7 +314,7 @@ def test_install_script_installs_the_project_editable_with_its_dev_extra(tmp_pat
                          f"-m pip install -e {PROJECT_ROOT}[dev]"]
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_install_script_refuses_a_python_that_is_not_311(tmp_path):
     result = run_install_script(fake_python(tmp_path, version_ok=False))
     assert result.returncode == 1
@@ -406,7 +406,7 @@ def check_arm(*paths: Path) -> subprocess.CompletedProcess:
     return run_tool("check-jsonschema", "--schemafile", ARM_SCHEMA, *paths)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_arm_template_matches_the_arm_schema():
     result = check_arm(ARM_TEMPLATE)
     assert result.returncode == 0, report(result)
@@ -423,7 +423,7 @@ def test_arm_template_matches_the_arm_schema():
     ('"contentVersion": "1.0.0.0",', '"contentVersion": "1.0.0.0"', "Failed to parse"),
 ], ids=["misspelled-top-level-key", "resource-without-apiVersion", "bad-parameter-type",
         "misspelled-parameter-key", "invalid-json"])
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_arm_schema_catches_a_broken_template(tmp_path, old, new, message):
     broken = copy_broken(ARM_TEMPLATE, tmp_path, old, new)
     result = check_arm(broken)
@@ -493,18 +493,18 @@ def copy_tf_dir(tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_terraform_files_are_formatted(terraform_offline):
     assert not terraform_fmt_problems(TF_DIR)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_terraform_configuration_is_valid_up_to_the_providers(terraform_offline):
     assert not terraform_validate_problems(TF_DIR)
     assert {path.name for path in TF_DIR.iterdir()} == {"main.tf", "variables.tf", "outputs.tf"}
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_terraform_fmt_catches_a_misformatted_file(tmp_path, terraform_offline):
     copy = copy_tf_dir(tmp_path)
     main = copy / "main.tf"
@@ -524,7 +524,7 @@ def test_terraform_fmt_catches_a_misformatted_file(tmp_path, terraform_offline):
     ("  description = \"Tags set on every resource.\"",
      "  descripton = \"Tags set on every resource.\"", "Unsupported argument"),
 ], ids=["duplicate-argument", "unclosed-block", "duplicate-variable", "unknown-argument"])
-@pytest.mark.integration
+@pytest.mark.process
 def test_terraform_validate_catches_a_broken_configuration(tmp_path, terraform_offline, old, new,
                                                            summary):
     copy = copy_tf_dir(tmp_path)

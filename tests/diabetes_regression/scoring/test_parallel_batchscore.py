@@ -203,7 +203,7 @@ print(module.run.__module__, module.TARGET_COLUMN)
 """
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_script_imports_the_project_when_loaded_by_its_path(tmp_path):
     script = Path(batchscore.__file__)
     done = subprocess.run([sys.executable, "-c", LOAD_BY_PATH, str(script), str(PROJECT_ROOT)],

@@ -92,7 +92,7 @@ def register_file(backend, frame: pd.DataFrame, path: Path) -> DatasetVersion:
     return backend.register_dataset(SETTINGS.dataset_name, path, "rehearsal")
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_first_training_run_registers_the_model_as_production(service, azure, tmp_path):
     """Defect: Model.register refused the model folder mounted outside the snapshot."""
     register_file(azure, sample_frame(), tmp_path / "data" / "diabetes.csv")
@@ -112,7 +112,7 @@ def test_the_first_training_run_registers_the_model_as_production(service, azure
     assert files == written
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_next_run_downloads_production_and_the_old_data_stays_as_it_was(
         service, azure, tmp_path):
     """State across runs: the evaluate step downloads the production model with the real
@@ -134,7 +134,7 @@ def test_the_next_run_downloads_production_and_the_old_data_stays_as_it_was(
     assert not azure.load_dataset(DatasetVersion(SETTINGS.dataset_name, 2)).equals(first)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_a_dataset_version_never_changes_when_its_source_is_written_again(
         service, azure, tmp_path):
     """Defect: local files went to datasets/<name>/<file> with overwrite=True, and a
@@ -184,7 +184,7 @@ def test_the_model_path_given_to_the_sdk_is_under_the_working_directory(
         assert local == "here"
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_batch_scoring_scores_a_0_and_1_feature_delivered_as_dataprep_delivers_it(
         service, azure, tmp_path):
     """Defect: ParallelRunStep's mini-batches come from a tabular dataset whose 0/1 column

@@ -222,7 +222,7 @@ def production_model(backend, tmp_path):
     return model
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_locally_the_registered_dataset_is_scored_with_the_production_model(
         backend, production_model, tmp_path, caplog):
     caplog.set_level(logging.INFO)

@@ -41,9 +41,10 @@ def model():
     return train_model(split_data(load_sample_data()), load_parameters().training)
 
 
-@pytest.fixture
-def model_file(tmp_path, model):
-    return save_model(model, tmp_path / "model", NAME)
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, model):
+    """The model saved once for the module: the scorers only read it."""
+    return save_model(model, tmp_path_factory.mktemp("model") / "model", NAME)
 
 
 def scoring_frame(rows=ROWS, seed=1):
@@ -66,7 +67,7 @@ def leftovers(folder):
     return sorted(p.name for p in folder.iterdir() if p.name != "scoring.csv")
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_every_row_is_scored_in_input_order_by_two_workers(model, model_file, data_csv):
     output = data_csv.parent / "scored.csv"
     summary = score_csv(data_csv, output, model_file, workers=2, mini_batch_rows=128)
@@ -83,7 +84,7 @@ def test_every_row_is_scored_in_input_order_by_two_workers(model, model_file, da
     assert leftovers(data_csv.parent) == ["scored.csv"]
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_bad_rows_are_kept_and_named_by_their_row_number(model, model_file, tmp_path):
     lines = scoring_frame(300).to_csv(index=False).splitlines()
     first, third, fifth, last = FEATURES[0], FEATURES[2], FEATURES[4], FEATURES[-1]
@@ -111,7 +112,7 @@ def test_bad_rows_are_kept_and_named_by_their_row_number(model, model_file, tmp_
     assert (scored["prediction"] != "").sum() == 295
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_quoted_fields_crlf_and_a_missing_last_newline_are_read_right(model, model_file,
                                                                       tmp_path):
     frame = scoring_frame(50)
@@ -164,7 +165,7 @@ class BreaksOnLargeValues:
         return self.fitted.predict(features)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_a_failing_worker_leaves_no_output_and_no_temporary_file(model, data_csv, tmp_path):
     frame = scoring_frame()
     frame.loc[1000:, FEATURES[0]] = 10.0      # the model breaks from row 1000 on
@@ -185,7 +186,7 @@ def sigterm():
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.parametrize("interrupt", [ctrl_c, sigterm])
 def test_an_interrupted_run_leaves_no_output_and_keeps_an_older_one(model_file, data_csv,
                                                                     monkeypatch, interrupt):
@@ -248,7 +249,7 @@ def test_options_that_cannot_work_are_refused(model_file, data_csv, caplog, opti
     assert leftovers(data_csv.parent) == []
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_cli_scores_with_a_model_file(model_file, data_csv, caplog):
     caplog.set_level(logging.INFO)
     output = data_csv.parent / "scored.csv"
@@ -268,7 +269,7 @@ def test_an_error_is_quoted_when_csv_needs_it(text, quoted):
     assert local_batchscore.csv_field(text) == quoted
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_cli_scores_with_the_production_model_of_the_local_store(backend, model, model_file,
                                                                      data_csv, caplog):
     caplog.set_level(logging.INFO)
@@ -306,7 +307,7 @@ def group_members(pgid):
     return members
 
 
-@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="workers watch the scorer by pidfd")
 def test_a_kill_of_the_scorer_ends_its_workers_and_their_server(model_file, tmp_path):
     data = tmp_path / "big.csv"

@@ -55,7 +55,7 @@ def run_probe(runner, probe, tmp_path, code):
     return result, json.loads(first), second
 
 
-@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.parametrize("code", [0, 3])
 def test_fork_and_process_runners_start_steps_the_same_way(fork_runner, probe, tmp_path, code):
     fork_code, fork_seen, fork_err = run_probe(fork_runner, probe, tmp_path, code)
@@ -68,7 +68,7 @@ def test_fork_and_process_runners_start_steps_the_same_way(fork_runner, probe, t
     assert fork_err == process_err == "to stderr"
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_an_exception_in_a_forked_step_exits_1_with_the_traceback(fork_runner, tmp_path):
     script = tmp_path / "boom.py"
     script.write_text("raise RuntimeError('boom')\n")
@@ -107,7 +107,7 @@ def test_the_libraries_a_step_imports_are_found_by_reading_its_imports(tmp_path)
                           "collections.abc"}
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_launcher_imports_what_the_pipeline_steps_import_before_they_run(tmp_path):
     # tabnanny: a standard module nothing else here imports.
     write(tmp_path / "probe.py", "import sys\nprint('tabnanny' in sys.modules)\nimport tabnanny\n")
@@ -138,14 +138,14 @@ def serve_twice(tmp_path, late_warm_up):
     return [json.loads(line)["code"] for line in replies.getvalue().splitlines()]
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_late_warm_up_runs_once_while_the_first_step_runs(tmp_path):
     calls = []
     assert serve_twice(tmp_path, lambda: calls.append(1)) == [0, 4]
     assert calls == [1]
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_a_failing_late_warm_up_is_reported_and_the_steps_still_run(tmp_path, capfd):
     def broken():
         raise RuntimeError("warm-up broke")
@@ -162,7 +162,7 @@ def test_the_late_warm_up_makes_mlflows_package_map_once_for_every_step():
     assert requirements_utils._MODULES_TO_PACKAGES is not None
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_executor_starts_the_launcher_before_it_imports_pandas_or_mlflow():
     code = ("import sys, ml_service.pipelines.local_executor; "
             "print(sorted({'pandas', 'mlflow', 'sklearn'} & set(sys.modules)))")
@@ -196,7 +196,7 @@ main()
 """
 
 
-@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.parametrize("code", [0, 5])
 def test_a_forked_step_ends_as_python_ends_a_script(fork_runner, tmp_path, code):
     # Threads finish, atexit handlers run, a file left open is flushed: nothing the step
@@ -236,7 +236,7 @@ def live(pid):
         return False
 
 
-@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.parametrize("launcher, killed", [
     ("fork", "executor"), ("fork", "launcher"), ("process", "executor")])

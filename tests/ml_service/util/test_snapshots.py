@@ -241,7 +241,7 @@ def test_create_scoring_image_packages_the_staged_folder(environment, workspace,
     check_scoring_archive(uploads)
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_score_py_imports_and_inits_from_the_staged_folder_alone(environment, tmp_path):
     # Azure ML's layout: <AZUREML_MODEL_DIR>/<name>/<version>/<the registered folder>.
     model_dir = tmp_path / "azureml-models" / TrainingSettings().model_name / "1"
@@ -372,7 +372,7 @@ def test_the_step_snapshot_leaves_out_secrets_and_local_state(project_copy, scri
     assert sum(snapshot.values()) <= size < STEP_SNAPSHOT_LIMIT_BYTES
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_the_step_scripts_import_from_the_snapshot_alone(project_copy, tmp_path):
     """Materialise the snapshot and import every step script from it, as the compute would."""
     snapshot = tmp_path / "snapshot"
