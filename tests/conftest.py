@@ -3,13 +3,15 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pytest
 from hypothesis import settings
 
-from diabetes_regression.training.train import make_example_frame
-from ml_service.backends.local import LocalBackend
+if TYPE_CHECKING:  # imported where used: the controller of `pytest -n` runs no test
+    import pandas as pd
+
+    from ml_service.backends.local import LocalBackend
 
 # Variables that would make a test depend on the machine it runs on.
 ISOLATED_VARIABLES = (
@@ -65,6 +67,8 @@ def no_network(monkeypatch):
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory) -> Path:
     """An initialised, empty MLflow database, made once: creating one takes about a second."""
+    from ml_service.backends.local import LocalBackend
+
     root = tmp_path_factory.mktemp("empty_store")
     LocalBackend(root).client.search_experiments()
     return root / "mlflow.db"
@@ -84,13 +88,17 @@ def mlops_root(tmp_path: Path, monkeypatch, empty_store: Path) -> Path:
 
 
 @pytest.fixture
-def backend(mlops_root: Path) -> LocalBackend:
+def backend(mlops_root: Path) -> "LocalBackend":
     """The local backend on the fresh store."""
+    from ml_service.backends.local import LocalBackend
+
     return LocalBackend(mlops_root)
 
 
-def make_frame(rows: int = 60, features: int = 4, seed: int = 0) -> pd.DataFrame:
+def make_frame(rows: int = 60, features: int = 4, seed: int = 0) -> "pd.DataFrame":
     """A small training frame the model can learn, made by the model package."""
+    from diabetes_regression.training.train import make_example_frame
+
     return make_example_frame(rows=rows, features=features, seed=seed)
 
 

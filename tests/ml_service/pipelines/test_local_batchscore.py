@@ -210,6 +210,7 @@ def test_an_interrupted_run_leaves_no_output_and_keeps_an_older_one(model_file, 
     assert leftovers(data_csv.parent) == []
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("content, message", [
     (None, "no input file at"),
     (b"", "is empty: it needs a header row and data rows"),
