@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ml_service.errors import DeploymentError
 from ml_service.paths import PROJECT_ROOT
@@ -165,18 +165,31 @@ def stop_group(pgid: int, model_dir: Path) -> Tuple[List[int], List[int]]:
         if found:
             terminate(pgid)
         return found, server_processes(pgid, model_dir)
+
+    def find() -> List[int]:
+        _reap(pgid)
+        return server_processes(pgid, model_dir)
+
+    return _term_then_kill(find, os.kill, "Scoring server pids")
+
+
+def _term_then_kill(find: Callable[[], List[int]], send: Callable[[int, int], None],
+                    warn_as: Optional[str] = None) -> Tuple[List[int], List[int]]:
+    """SIGTERM to each pid ``find()`` returns, then SIGKILL to those it still returns after
+    STOP_TIMEOUT_S, polling until none is left; ``send(pid, sig)`` signals one. Each pid is
+    signalled once a round, also one found later in it (a worker the master respawned).
+    Return (the pids signalled, the pids left after KILL_TIMEOUT_S); with ``warn_as``, the
+    pids left after a round are logged as a warning under that name."""
     signalled: Set[int] = set()
     left: List[int] = []
     for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, KILL_TIMEOUT_S)):
         sent: Set[int] = set()
         deadline = time.monotonic() + wait_s
         while True:
-            _reap(pgid)
-            left = server_processes(pgid, model_dir)
-            # Signalled once per round, also one found later (a worker the master respawned).
+            left = find()
             for pid in set(left) - sent:
                 try:
-                    os.kill(pid, sig)
+                    send(pid, sig)
                 except ProcessLookupError:  # ended since it was found
                     pass
             sent.update(left)
@@ -186,8 +199,9 @@ def stop_group(pgid: int, model_dir: Path) -> Tuple[List[int], List[int]]:
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
-        LOGGER.warning("Scoring server pids %s did not end on %s", ", ".join(map(str, left)),
-                       sig.name)
+        if warn_as:
+            LOGGER.warning("%s %s did not end on %s", warn_as, ", ".join(map(str, left)),
+                           sig.name)
     return sorted(signalled), left
 
 
@@ -256,16 +270,7 @@ def _is_our_server(pid: int) -> bool:
 
 def terminate(pid: int) -> None:
     """Stop a server's whole process group: SIGTERM, then SIGKILL after a grace period."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, KILL_TIMEOUT_S)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.05)
+    _term_then_kill(lambda: [pid] if _alive(pid) else [], os.killpg)
 
 
 def _alive(pid: int) -> bool:
