@@ -24,6 +24,7 @@ from ml_service.errors import ConfigurationError, StepFailedError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines.definition import DataRef, ParameterRef, PipelineDefinition, Step
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
+from ml_service.pipelines.step_launcher import end_with_parent
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import BackendSettings, TrainingSettings, load_dotenv_file
 
@@ -79,8 +80,6 @@ class ProcessRunner:
 
     def run(self, argv: List[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> int:
         """Run one step, echoing its output and writing it to a log; return its exit code."""
-        from ml_service.pipelines.step_launcher import end_with_parent
-
         with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
                 argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, errors="replace",
