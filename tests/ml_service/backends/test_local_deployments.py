@@ -17,6 +17,7 @@ from ml_service.backends import local_server
 from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
 from ml_service.util import deploy_local
 from tests.conftest import make_frame
+from tests.processes import alive, group_members, stat_fields
 
 pytestmark = pytest.mark.integration
 MODEL = "model.pkl"
@@ -61,10 +62,10 @@ def serving_processes(service_dir: Path) -> dict:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if any(b"azmlinfsrv" in part for part in cmdline) \
+        fields = stat_fields(int(entry.name))
+        if fields is not None and any(b"azmlinfsrv" in part for part in cmdline) \
                 and str(service_dir / "model").encode() in cmdline:
             found[int(entry.name)] = (int(fields[1]), int(fields[2]))
     return found
@@ -77,22 +78,6 @@ def servers_of(service_dir: Path) -> list:
     return sorted(pid for pid, (parent, _) in found.items() if parent not in found)
 
 
-def group_members(pgid: int) -> list:
-    """The live processes of a process group (an ended one waiting to be reaped, a zombie,
-    holds no port and no memory)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return sorted(members)
-
-
 def kill_hard(pid: int) -> None:
     """kill -9 one process (not its group), as an out-of-memory kill does; reap it if it is
     this process's child, as a shell would."""
@@ -100,9 +85,7 @@ def kill_hard(pid: int) -> None:
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
-        wait_until(lambda: not Path(f"/proc/{pid}").exists()
-                   or (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                       == "Z"))
+        wait_until(lambda: not alive(pid))
 
 
 def wait_until(condition, limit_s: float = 30.0) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from ml_service.backends import local_server
 from ml_service.errors import DeploymentError
+from tests.processes import alive
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds processes in /proc")
 STAND_IN = ("import signal, sys, time\n"
@@ -48,14 +49,6 @@ def service_dir(tmp_path) -> Path:
 
 def record(service_dir: Path, pid: int) -> None:
     local_server.write_record(service_dir, {"pid": pid, "scoring_uri": "http://127.0.0.1:1/"})
-
-
-def alive(pid: int) -> bool:
-    """True unless the process has ended (a zombie, waiting for its parent, has ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_stop_ends_the_recorded_server_of_this_service(service_dir, start_stand_in, caplog):

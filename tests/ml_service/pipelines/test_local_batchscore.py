@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -24,6 +23,7 @@ from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines import local_batchscore
 from ml_service.pipelines.local_batchscore import MiniBatch, plan_mini_batches, score_csv
 from ml_service.util.env_variables import TrainingSettings
+from tests.processes import group_members
 
 NAME = TrainingSettings().model_name
 FEATURES = [c for c in load_sample_data().columns if c != TARGET_COLUMN]
@@ -293,19 +293,6 @@ def test_a_mini_batch_that_does_not_parse_to_its_rows_is_an_error(tmp_path):
     with pytest.raises(parallel_batchscore.BatchInputError, match="parse as 2 rows"):
         local_batchscore.parse_rows(path.read_bytes()[4:], ["a", "b"], MiniBatch(4, 12, 0, 1),
                                     path)
-
-
-def group_members(pgid):
-    """The live processes of a process group (a zombie, not yet reaped, has ended)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
 
 
 @pytest.mark.process

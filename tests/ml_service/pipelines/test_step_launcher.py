@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines import step_launcher
 from ml_service.pipelines.definition import PipelineDefinition, Step
 from ml_service.pipelines.local_executor import ForkRunner, ProcessRunner, make_runner
+from tests.processes import alive, parent_of
 
 PROBE = """
 import json, os, sys
@@ -228,14 +228,6 @@ runner.run([sys.executable, *sys.argv[2:]], Path.cwd(), dict(os.environ),
 """
 
 
-def live(pid):
-    """True unless the process has ended (a zombie, not yet reaped, has)."""
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")
-    except OSError:
-        return False
-
-
 @pytest.mark.process
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.parametrize("launcher, killed", [
@@ -252,13 +244,13 @@ def test_a_step_ends_when_the_process_that_started_it_is_killed(tmp_path, launch
             assert executor.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         step = int(said.read_text())
-        parent = int(Path(f"/proc/{step}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        parent = parent_of(step)
         os.kill(executor.pid if killed == "executor" else parent, signal.SIGKILL)
         executor.wait(timeout=30)
         deadline = time.monotonic() + 10
-        while live(step) and time.monotonic() < deadline:
+        while alive(step) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not live(step)
+        assert not alive(step)
     finally:
         # The executor's group holds the launcher and the step: none outlives the test.
         with contextlib.suppress(ProcessLookupError):
