@@ -1,9 +1,10 @@
-"""Shared fixtures: an isolated local store per test, and no network."""
+"""Shared fixtures: an isolated local store per test, one warm step launcher per test
+process, and no network."""
 import os
 import shutil
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Dict
 
 import pytest
 from hypothesis import settings
@@ -20,6 +21,9 @@ ISOLATED_VARIABLES = (
     "BUILD_BUILDID", "BUILD_BUILDURI", "LOCAL_DEPLOYMENT_NAME", "LOCAL_SCORING_PORT",
 )
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# Set by coverage (`patch = subprocess` in setup.cfg): a Python process started with it in
+# its environment measures itself.
+MEASURE_PROCESSES = "COVERAGE_PROCESS_CONFIG"
 # How many inputs Hypothesis generates where a test does not say (the scoring fuzz test takes
 # its number of requests from here). "full" is the default, and what `make test` runs.
 # "model-swap" is for the generic tests run again in a rendered copy with another model
@@ -64,6 +68,20 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
 
 
+def measured() -> Dict[str, str]:
+    """The environment that has a Python process measured by coverage, when this run is."""
+    return {k: v for k, v in os.environ.items() if k == MEASURE_PROCESSES}
+
+
+@pytest.fixture(autouse=True)
+def unmeasured_system_processes(request, monkeypatch):
+    """A test marked ``system`` starts its processes without coverage: they rerun code that
+    the tests of each part measure (the steps, the executor, the server, the CLIs), and
+    tracing makes each of them import MLflow, pandas and scikit-learn about 40 % slower."""
+    if request.node.get_closest_marker("system") is not None:
+        monkeypatch.delenv(MEASURE_PROCESSES, raising=False)
+
+
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory) -> Path:
     """An initialised, empty MLflow database, made once: creating one takes about a second."""
@@ -93,6 +111,55 @@ def backend(mlops_root: Path) -> "LocalBackend":
     from ml_service.backends.local import LocalBackend
 
     return LocalBackend(mlops_root)
+
+
+class BorrowedLauncher:
+    """The session's step launcher, lent to one pipeline run: its steps are forked from it
+    as from a launcher of their own, and closing the run's runner leaves it running."""
+
+    def __init__(self, runner) -> None:
+        self._runner = runner
+
+    def run(self, argv, cwd, env, log_path) -> int:
+        """Fork the step from the session's launcher (see ForkRunner.run)."""
+        return self._runner.run(argv, cwd, env, log_path)
+
+    def close(self) -> None:
+        """The launcher outlives the run: the session closes it."""
+
+
+@pytest.fixture(scope="session")
+def warm_launcher():
+    """One step launcher per test process, warmed for the training pipeline's steps.
+
+    Each pipeline run otherwise starts a launcher that spends seconds importing MLflow,
+    pandas and scikit-learn before its first step. Every step is still a process of its own,
+    forked with the run's arguments, working directory and environment; the launcher never
+    runs project code, so each step runs the project as it is on disk. How a launcher starts,
+    warms up and dies is what tests/ml_service/pipelines/test_step_launcher.py proves, with
+    launchers of its own; the loop and CI's commands start theirs in other tests."""
+    from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
+    from ml_service.pipelines.local_executor import ForkRunner
+    from ml_service.util.env_variables import TrainingSettings
+
+    # Not measured, whichever test starts it first: what its steps run, test_step_scripts
+    # and the launcher's own tests measure.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ISOLATED_VARIABLES and k != MEASURE_PROCESSES}
+    runner = ForkRunner(env, build_training_pipeline(TrainingSettings()))
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def warm_steps(warm_launcher, monkeypatch):
+    """Pipeline runs started in this test's process (the executor, the loop, a local
+    backend's submit) fork their steps from the session's warm launcher. A run told to use
+    plain processes (MLOPS_STEP_LAUNCHER=process) still gets them."""
+    from ml_service.pipelines import local_executor
+
+    monkeypatch.setattr(local_executor, "ForkRunner",
+                        lambda env, pipeline=None: BorrowedLauncher(warm_launcher))
 
 
 def make_frame(rows: int = 60, features: int = 4, seed: int = 0) -> "pd.DataFrame":

@@ -118,7 +118,8 @@ class Agent:
 
     def run_script(self, label: str, step_name: Optional[str], script: str) -> None:
         """Run a script with bash in the repository root; keep the variables it sets."""
-        # The agent's own environment (coverage's variables included), then the pipeline's.
+        # The agent's own environment (with coverage's variables where the test has them),
+        # then the pipeline's.
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
                **self.environment()}
         done = subprocess.run(["bash", "-c", script], cwd=self.root, env=env,

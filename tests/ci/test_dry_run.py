@@ -10,7 +10,7 @@ from ml_service.backends.local import LocalBackend
 from ml_service.paths import PROJECT_ROOT
 from tests.ci.dry_run import Agent
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 PIPELINES = PROJECT_ROOT / ".pipelines"
 
 

@@ -10,7 +10,8 @@ from diabetes_regression.training.train import load_sample_data
 from ml_service import local_loop
 from ml_service.util.env_variables import ScoringSettings, TrainingSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system,
+              pytest.mark.usefixtures("warm_steps")]
 SETTINGS = TrainingSettings()
 METRIC = load_parameters().evaluation.metric
 SAMPLE_ROWS = len(load_parameters().scoring.sample["data"])

@@ -35,6 +35,7 @@ def child_env(root: Path) -> dict:
 
 
 @pytest.mark.heavy(rank=4)
+@pytest.mark.system
 def test_runs_started_at_once_on_a_fresh_store_all_succeed(tmp_path, csv_file):
     root = tmp_path / "fresh"
     assert not (root / "mlflow.db").exists()

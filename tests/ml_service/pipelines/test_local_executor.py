@@ -1,5 +1,6 @@
 """The local executor running the real step scripts as processes."""
 import json
+import os
 
 import pytest
 
@@ -13,7 +14,7 @@ from ml_service.pipelines.diabetes_regression_pipeline import build_training_pip
 from ml_service.util.env_variables import TrainingSettings
 from tests.conftest import make_frame
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("warm_steps")]
 MODEL = TrainingSettings.model_name
 PARAMETERS = load_parameters()
 
@@ -96,3 +97,19 @@ def test_main_runs_the_training_pipeline(backend, csv_file, monkeypatch):
     production = backend.get_production_model(MODEL)
     assert backend.get_run_tags(production.run_id)["caller_run_id"] == "ci-1"
     assert local_executor.main(["--dataset_version", "9"]) == 1
+
+
+PID_PROBE = "import os, sys\nopen(sys.argv[1], 'a').write(f'{os.getpid()} {os.getppid()}\\n')\n"
+
+
+def test_runs_in_a_test_fork_each_step_from_the_sessions_one_launcher(backend, tmp_path):
+    (tmp_path / "probe.py").write_text(PID_PROBE)
+    pids = tmp_path / "pids.txt"
+    steps = tuple(Step(name, "probe.py", (str(pids),)) for name in ("first", "second"))
+    pipeline = PipelineDefinition("probe", tmp_path, (), (), steps)
+    for _ in range(2):
+        assert local_executor.execute(pipeline, backend).status == "FINISHED"
+    rows = [line.split() for line in pids.read_text().splitlines()]
+    assert len({pid for pid, _ in rows}) == 4, "every step is a process of its own"
+    launchers = {parent for _, parent in rows}
+    assert len(launchers) == 1 and int(launchers.pop()) != os.getpid()

@@ -22,6 +22,7 @@ def test_publishing_needs_a_build_id(backend, caplog):
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("warm_steps")
 def test_publish_find_and_run_by_build_id(backend, monkeypatch, capsys, tmp_path, caplog):
     monkeypatch.setenv("BUILD_BUILDID", "42")
     monkeypatch.setenv("BUILD_BUILDURI", "vstfs:///Build/Build/42")

@@ -16,6 +16,7 @@ from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines import step_launcher
 from ml_service.pipelines.definition import PipelineDefinition, Step
 from ml_service.pipelines.local_executor import ForkRunner, ProcessRunner, make_runner
+from tests.conftest import measured
 from tests.processes import alive, parent_of
 
 PROBE = """
@@ -31,8 +32,9 @@ sys.exit(int(sys.argv[1]))
 @pytest.fixture(scope="module")
 def fork_runner():
     """One warm launcher for the tests of how it starts a step: each step is still a child
-    forked for it alone, and warming up costs seconds of imports per launcher."""
-    runner = ForkRunner({})
+    forked for it alone, and warming up costs seconds of imports per launcher. Coverage
+    measures it and its children here (the session's warm launcher is not measured)."""
+    runner = ForkRunner(measured())
     yield runner
     runner.close()
 

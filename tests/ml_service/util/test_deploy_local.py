@@ -29,6 +29,7 @@ def test_bad_options_are_named(backend, caplog, argv, message):
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("warm_steps")
 def test_deploy_prints_the_url_records_the_pid_and_stop_ends_it(backend, csv_file, capsys,
                                                                 monkeypatch):
     from ml_service.pipelines import local_executor
@@ -49,6 +50,7 @@ def test_deploy_prints_the_url_records_the_pid_and_stop_ends_it(backend, csv_fil
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("warm_steps")
 def test_the_aci_deploy_and_smoke_test_commands_run_on_the_local_backend(backend, csv_file,
                                                                          capsys, monkeypatch):
     from ml_service.pipelines import local_executor
