@@ -25,7 +25,8 @@ MODEL_CONTRACT_TESTS = ("tests/diabetes_regression/training/test_train.py",
 GENERIC_TESTS = ("tests/diabetes_regression", "tests/ml_service")
 # Tests that never train, load or score a model: they say nothing about a swap, and run once.
 MODEL_INDEPENDENT_TESTS = ("tests/ml_service/backends/test_store_init.py",)
-# Generous: the generic suite takes about 12 minutes on 2 cores; a hang fails, not blocks.
+# Generous: the generic suite takes minutes (its time is printed by `make test`); a hang
+# fails, not blocks.
 SUITE_TIMEOUT_S = 45 * 60
 
 
