@@ -3,21 +3,32 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The installer of the lock, in a folder of its own (uv sync leaves in .venv only what the
+# lock holds); the same version is a dev dependency in pyproject.toml.
+UV_VERSION := 0.13.8
+UV ?= .tools/bin/uv
+# Python comes from this machine, never downloaded by uv.
+export UV_PYTHON_DOWNLOADS := never
+LOCK_DRIFT := error: uv.lock does not match pyproject.toml (its dependencies changed): run 'make lock' and commit uv.lock
 # Test worker processes (pytest-xdist); many tests start processes of their own.
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-quick lint benchmark benchmark-scoring batchscore benchmark-batchscore clean
+.PHONY: help run test test-quick lock check-lock lint benchmark benchmark-scoring batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (azureml-pipeline-steps does not install on 3.12) or pass PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11; pass PYTHON=/path/to/python3.11" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+# Installs exactly what uv.lock holds (no resolution), the project itself editable.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	@$(MAKE) --no-print-directory check-lock
+	$(UV) sync --locked --extra dev --python $(PYTHON) --quiet
 	@touch $(STAMP)
 
 run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, smoke test (DATA=file.csv)
@@ -29,6 +40,12 @@ test: $(STAMP) ## Run the tests with coverage, on TEST_WORKERS processes (defaul
 
 test-quick: $(STAMP) ## The unit tests only, for the inner loop: no process, server, kill or copy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not integration and not process" -q
+
+check-lock: | $(UV) ## Refuse a uv.lock that pyproject.toml's dependencies no longer match
+	@$(UV) lock --check --offline --python $(PYTHON) --quiet 2>/dev/null || $(UV) lock --check --python $(PYTHON) --quiet 2>/dev/null || { echo "$(LOCK_DRIFT)" >&2; exit 1; }
+
+lock: | $(UV) ## Update uv.lock after editing the dependencies in pyproject.toml
+	$(UV) lock --python $(PYTHON)
 
 lint: $(STAMP) ## Lint with flake8 (blocks the build)
 	$(BIN)/python -m flake8

@@ -69,7 +69,7 @@ PACKAGE_MARKERS = ("__init__.py", "training/train.py")
 
 # Never entered: version control, environments, local stores, caches and build output.
 SKIPPED_DIRS = frozenset({
-    ".git", ".hg", ".svn", ".venv", "venv", ".mlops", "__pycache__", ".pytest_cache",
+    ".git", ".hg", ".svn", ".venv", "venv", ".tools", ".mlops", "__pycache__", ".pytest_cache",
     ".mypy_cache", ".ruff_cache", ".tox", ".nox", "htmlcov", "mlruns", "build", "dist",
     "node_modules",
 })

