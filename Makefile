@@ -25,10 +25,13 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
-# Installs exactly what uv.lock holds (no resolution), the project itself editable.
+# Installs exactly what uv.lock holds (no resolution), the project itself editable, compiled
+# to bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, nothing else would write it,
+# and every process would compile MLflow, pandas and scikit-learn again (measured: make test
+# 16:03 instead of 11:10).
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	@$(MAKE) --no-print-directory check-lock
-	$(UV) sync --locked --extra dev --python $(PYTHON) --quiet
+	$(UV) sync --locked --extra dev --python $(PYTHON) --compile-bytecode --quiet
 	@touch $(STAMP)
 
 run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, smoke test (DATA=file.csv)
