@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 # The installer of the lock, in a folder of its own (uv sync leaves in .venv only what the
 # lock holds); the same version is a dev dependency in pyproject.toml.
 UV_VERSION := 0.13.8
-UV ?= .tools/bin/uv
+TOOLS := .tools
+UV ?= $(TOOLS)/bin/uv
 # Python comes from this machine, never downloaded by uv.
 export UV_PYTHON_DOWNLOADS := never
 LOCK_DRIFT := error: uv.lock does not match pyproject.toml (its dependencies changed): run 'make lock' and commit uv.lock
@@ -22,8 +23,8 @@ help: ## List the targets
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (azureml-pipeline-steps does not install on 3.12) or pass PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11; pass PYTHON=/path/to/python3.11" >&2; exit 1; }
-	$(PYTHON) -m venv .tools
-	.tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 # Installs exactly what uv.lock holds (no resolution), the project itself editable, compiled
 # to bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, nothing else would write it,

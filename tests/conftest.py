@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated local store per test, one warm step launcher per test
 process, and no network."""
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -24,6 +25,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # Set by coverage (`patch = subprocess` in setup.cfg): a Python process started with it in
 # its environment measures itself.
 MEASURE_PROCESSES = "COVERAGE_PROCESS_CONFIG"
+MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
 # How many inputs Hypothesis generates where a test does not say (the scoring fuzz test takes
 # its number of requests from here). "full" is the default, and what `make test` runs.
 # "model-swap" is for the generic tests run again in a rendered copy with another model
@@ -70,7 +72,15 @@ def no_network(monkeypatch):
 
 def measured() -> Dict[str, str]:
     """The environment that has a Python process measured by coverage, when this run is."""
-    return {k: v for k, v in os.environ.items() if k == MEASURE_PROCESSES}
+    value = os.environ.get(MEASURE_PROCESSES)
+    return {MEASURE_PROCESSES: value} if value is not None else {}
+
+
+def makefile_variable(name: str) -> str:
+    """A variable's value as the Makefile sets it (``NAME := value`` or ``NAME = value``)."""
+    found = re.search(rf"^{name} :?= (.+)$", MAKEFILE.read_text(), re.M)
+    assert found, f"no {name} in the Makefile"
+    return found.group(1).strip()
 
 
 @pytest.fixture(autouse=True)

