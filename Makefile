@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INDEX_CACHE := $(VENV)/.index-cached
 # The installer of the lock, in a folder of its own (uv sync leaves in .venv only what the
 # lock holds); the same version is a dev dependency in pyproject.toml.
 UV_VERSION := 0.13.8
@@ -10,12 +11,14 @@ TOOLS := .tools
 UV ?= $(TOOLS)/bin/uv
 # Python comes from this machine, never downloaded by uv.
 export UV_PYTHON_DOWNLOADS := never
-LOCK_DRIFT := error: uv.lock does not match pyproject.toml (its dependencies changed): run 'make lock' and commit uv.lock
+# Locks and Azure ML conda files ([tool.mlops.azureml-environments] in pyproject.toml); it
+# needs only the standard library, so it runs before the environment exists.
+LOCKS := $(PYTHON) -m ml_service.util.lock_environments --uv $(UV) --python $(PYTHON)
 # Test worker processes (pytest-xdist); many tests start processes of their own.
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-quick lock check-lock lint benchmark benchmark-scoring batchscore benchmark-batchscore clean
+.PHONY: help run test test-quick lock check-lock cache-index lint benchmark benchmark-scoring batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,18 +41,24 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, smoke test (DATA=file.csv)
 	$(BIN)/python -m ml_service.local_loop $(if $(DATA),--data "$(DATA)")
 
-test: $(STAMP) ## Run the tests with coverage, on TEST_WORKERS processes (default 2)
+test: $(STAMP) $(INDEX_CACHE) ## Run the tests with coverage, on TEST_WORKERS processes (default 2)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --durations=15 \
 		--cov --cov-report=term --cov-report=xml
 
 test-quick: $(STAMP) ## The unit tests only, for the inner loop: no process, server, kill or copy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not integration and not process" -q
 
-check-lock: | $(UV) ## Refuse a uv.lock that pyproject.toml's dependencies no longer match
-	@$(UV) lock --check --offline --python $(PYTHON) --quiet 2>/dev/null || $(UV) lock --check --python $(PYTHON) --quiet 2>/dev/null || { echo "$(LOCK_DRIFT)" >&2; exit 1; }
+check-lock: | $(UV) ## Refuse locks that their pyproject.toml no longer matches, and conda files that differ from their lock
+	@$(LOCKS) check
 
-lock: | $(UV) ## Update uv.lock after editing the dependencies in pyproject.toml
-	$(UV) lock --python $(PYTHON)
+lock: | $(UV) ## After editing dependencies in a pyproject.toml: update the locks and the Azure ML conda files
+	@$(LOCKS) lock
+
+# The package index's pages of every locked package, in uv's cache (a few seconds online):
+# the test that adds a dependency with `make lock` in a copy of the project runs offline.
+$(INDEX_CACHE): uv.lock | $(UV) $(STAMP)
+	@$(LOCKS) cache
+	@touch $@
 
 lint: $(STAMP) ## Lint with flake8 (blocks the build)
 	$(BIN)/python -m flake8

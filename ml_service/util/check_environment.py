@@ -2,7 +2,9 @@
 
     python -m ml_service.util.check_environment
 
-For each conda file used on Azure ML compute (the training steps and the scoring
+First, the conda files agree with the locks (their pip lists are written from them by
+``make lock``; see ml_service/util/lock_environments.py), and every conda file used on Azure
+ML compute is one of them. Then, for each conda file (the training steps and the scoring
 service; the batch scoring pipeline):
 
 1. read its pip requirements and its python pin (which must match this interpreter,
@@ -39,6 +41,8 @@ from ml_service.errors import ConfigurationError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.util.imports import follow_imports
 from ml_service.util.cli import run_cli
+from ml_service.util.lock_environments import (TABLE_NAME, Uv, canonical_name, environments_of,
+                                               find_drift)
 
 LOGGER = logging.getLogger(__name__)
 PROJECT_PACKAGES = ("diabetes_regression", "ml_service")
@@ -69,11 +73,6 @@ class Problem(NamedTuple):
 
 
 # -- pure parts: requirements, pip's report, the import graph, module -> distribution --------
-def canonical_name(name: str) -> str:
-    """A distribution name as package indexes compare them (PEP 503)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def read_conda_requirements(text: str, source: str = "conda file") -> Tuple[str, List[str]]:
     """The python version pinned by a conda file and its pip requirements."""
     try:
@@ -241,6 +240,16 @@ def check_environment(environment: ComputeEnvironment, root: Path, pip: Sequence
                                         index)
 
 
+def lock_problems(environments: Sequence[ComputeEnvironment], uv: Uv) -> List[str]:
+    """Conda files that are not written from a lock, or differ from their lock."""
+    locked = environments_of(uv.root)
+    written = {e.conda_file for e in locked}
+    problems = [f"{e.conda_file}: used on Azure ML compute but not written from a lock: add "
+                f"it to pyproject.toml's {TABLE_NAME} and run 'make lock'"
+                for e in environments if e.conda_file not in written]
+    return problems + find_drift(uv, locked)
+
+
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     """Parse the options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -256,6 +265,12 @@ def run_checks(args: argparse.Namespace) -> int:
     index = namespace_index(installed_files())
     pip = [sys.executable, "-m", "pip"]
     environments = compute_environments()
+    uv = Uv(str(Path(sys.executable).parent / "uv"), sys.executable, args.root)
+    drift = lock_problems(environments, uv)
+    for problem in drift:
+        LOGGER.error("%s", problem)
+    if drift:
+        return 1
     # Each resolution waits on the package index for a minute or more: run them together.
     with ThreadPoolExecutor(max_workers=len(environments)) as pool:
         results = list(pool.map(
@@ -268,7 +283,8 @@ def run_checks(args: argparse.Namespace) -> int:
     if problems:
         return 1
     scripts = sum(len(e.scripts) for e in environments)
-    print(f"check_environment: {len(environments)} compute environments resolve for Python "
+    print(f"check_environment: {len(environments)} compute environments agree with their locks, "
+          f"resolve for Python "
           f"{sys.version_info.major}.{sys.version_info.minor} and provide every module "
           f"their {scripts} scripts import: {', '.join(sizes)} "
           f"[{time.monotonic() - started:.0f} s]")

@@ -146,7 +146,8 @@ def test_pipelines_use_the_variable_group_and_trigger_on_their_own_files():
         paths = data["trigger"]["paths"]["include"]
         assert str(pipeline.relative_to(PROJECT_ROOT)) in paths, pipeline
         for path in paths:
-            assert path.startswith("environment_setup/") or path == "pyproject.toml", path
+            assert path.startswith("environment_setup/") or path in ("pyproject.toml",
+                                                                     "uv.lock"), path
             assert (PROJECT_ROOT / path.removesuffix("/**")).exists(), f"{pipeline}: {path}"
 
 

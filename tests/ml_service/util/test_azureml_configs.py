@@ -23,6 +23,7 @@ from ml_service.util.deployment_configs import (SCORING_SOURCE_NAME, aci_deploym
                                                 aks_deployment_config, load_config,
                                                 staged_inference_config)
 from ml_service.util.env_variables import ComputeSettings, EnvironmentSettings
+from ml_service.util.lock_environments import canonical_name
 from ml_service.util.manage_environment import build_environment
 
 SCORING = PROJECT_ROOT / "diabetes_regression" / "scoring"
@@ -60,9 +61,12 @@ def default_settings(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def declared_pins() -> set:
-    dependencies = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    return set(dependencies["dependencies"])
+def locked_versions() -> dict:
+    """Canonical package name -> the versions uv.lock holds for it."""
+    versions: dict = {}
+    for package in tomllib.loads((PROJECT_ROOT / "uv.lock").read_text())["package"]:
+        versions.setdefault(canonical_name(package["name"]), set()).add(package["version"])
+    return versions
 
 
 # -- compute ---------------------------------------------------------------------------------
@@ -104,13 +108,21 @@ def test_invalid_compute_settings_are_refused(settings, message):
 
 # -- environment -----------------------------------------------------------------------------
 
-def test_environment_is_built_from_the_conda_file_with_the_declared_pins(environment):
+def test_environment_is_built_from_the_conda_file_with_the_locked_pins(environment):
     conda = environment.python.conda_dependencies
     assert environment.name == EnvironmentSettings().name == "diabetes_regression_training_env"
     assert conda.get_python_version() == "3.11"
     assert environment.python.user_managed_dependencies is False
     pip = set(conda.pip_packages)
-    assert pip <= declared_pins(), f"not declared in pyproject.toml: {pip - declared_pins()}"
+    locked = locked_versions()
+    pinned = {canonical_name(name): version for name, version in
+              (re.match(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;]+)", pin).groups()
+               for pin in pip)}
+    unlocked = {name for name, version in pinned.items() if version not in locked.get(name, ())}
+    assert not unlocked, f"not at the version uv.lock holds: {unlocked}"
+    # Every package the project's own dependencies pull in, not only those it names.
+    assert len(pinned) > len(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+                             ["project"]["dependencies"])
     # What the scoring container and the steps cannot run without.
     for package in ("azureml-core", "azureml-inference-server-http", "scikit-learn", "joblib"):
         assert any(pin.startswith(f"{package}==") for pin in pip), package
