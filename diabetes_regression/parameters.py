@@ -72,6 +72,18 @@ class ValidationParameters:
 
 
 @dataclass(frozen=True)
+class MonitoringParameters:
+    """What the scoring service collects (a share of the answered requests, a queue of
+    records waiting to be written, megabytes per day and server process)."""
+
+    sample_rate: float = 1.0
+    queue_size: int = 10000
+    max_mb_per_day: float = 100.0
+    # When a feature or the predictions drifted (make monitor); validation.shift's by default.
+    shift: Optional[ShiftRule] = None
+
+
+@dataclass(frozen=True)
 class Parameters:
     """Everything in parameters.json, checked."""
 
@@ -81,6 +93,7 @@ class Parameters:
     scoring: ScoringParameters
     source: str = ""
     validation: ValidationParameters = field(default_factory=ValidationParameters)
+    monitoring: MonitoringParameters = field(default_factory=MonitoringParameters)
 
 
 def load_parameters(path: Optional[Path] = None) -> Parameters:
@@ -146,7 +159,30 @@ def parse_parameters(raw: Any, source: str = "") -> Parameters:
                                   max_body_bytes=max_body_bytes),
         source=source,
         validation=parse_validation(root.get("validation", {})),
+        monitoring=parse_monitoring(root.get("monitoring", {}),
+                                    parse_validation(root.get("validation", {})).shift),
     )
+
+
+def parse_monitoring(raw: Any, validation_shift: ShiftRule = ShiftRule()
+                     ) -> MonitoringParameters:
+    """Check the optional ``monitoring`` section; a missing key takes its default, and the
+    drift rule (``shift``) validation's."""
+    section = _known_keys(_section(raw, "monitoring"), "monitoring",
+                          ("sample_rate", "queue_size", "max_mb_per_day", "shift"))
+    defaults = MonitoringParameters()
+    rate = section.get("sample_rate", defaults.sample_rate)
+    if not _is_number(rate) or not 0 < rate <= 1:
+        raise ParametersError("monitoring.sample_rate must be a number in (0, 1]: the share "
+                              "of answered requests collected")
+    queue_size = section.get("queue_size", defaults.queue_size)
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+        raise ParametersError("monitoring.queue_size must be a whole number >= 1")
+    max_mb = section.get("max_mb_per_day", defaults.max_mb_per_day)
+    if not _is_number(max_mb) or max_mb <= 0:
+        raise ParametersError("monitoring.max_mb_per_day must be a number > 0")
+    shift = parse_shift(section.get("shift", {}), "monitoring.shift", validation_shift)
+    return MonitoringParameters(float(rate), queue_size, float(max_mb), shift)
 
 
 def parse_validation(raw: Any) -> ValidationParameters:
@@ -163,26 +199,30 @@ def parse_validation(raw: Any) -> ValidationParameters:
     max_correlation = section.get("max_target_correlation", defaults.max_target_correlation)
     if not _is_number(max_correlation) or not 0 < max_correlation <= 1:
         raise ParametersError("validation.max_target_correlation must be a number in (0, 1]")
-    shift = _known_keys(_section(section.get("shift", {}), "validation.shift"),
-                        "validation.shift", ("statistic", "threshold", "bins", "action"))
-    statistic = shift.get("statistic", defaults.shift.statistic)
-    if statistic not in SHIFT_STATISTICS:
-        raise ParametersError("validation.shift.statistic must be one of "
-                              + ", ".join(SHIFT_STATISTICS))
-    threshold = shift.get("threshold", defaults.shift.threshold)
-    if not _is_number(threshold) or threshold <= 0 or (statistic == "ks" and threshold >= 1):
-        raise ParametersError("validation.shift.threshold must be a number > 0 "
-                              "(and < 1 for the ks statistic)")
-    bins = shift.get("bins", defaults.shift.bins)
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise ParametersError("validation.shift.bins must be a whole number >= 2")
-    action = shift.get("action", defaults.shift.action)
-    if action not in SHIFT_ACTIONS:
-        raise ParametersError("validation.shift.action must be one of "
-                              + ", ".join(SHIFT_ACTIONS))
+    shift = parse_shift(section.get("shift", {}), "validation.shift", defaults.shift)
     return ValidationParameters(min_rows=min_rows, min_target_std=float(min_std),
                                 max_target_correlation=float(max_correlation),
-                                shift=ShiftRule(statistic, float(threshold), bins, action))
+                                shift=shift)
+
+
+def parse_shift(raw: Any, name: str, defaults: ShiftRule) -> ShiftRule:
+    """Check a shift rule (``validation.shift``, ``monitoring.shift``); a missing key takes
+    its default."""
+    shift = _known_keys(_section(raw, name), name, ("statistic", "threshold", "bins", "action"))
+    statistic = shift.get("statistic", defaults.statistic)
+    if statistic not in SHIFT_STATISTICS:
+        raise ParametersError(f"{name}.statistic must be one of " + ", ".join(SHIFT_STATISTICS))
+    threshold = shift.get("threshold", defaults.threshold)
+    if not _is_number(threshold) or threshold <= 0 or (statistic == "ks" and threshold >= 1):
+        raise ParametersError(f"{name}.threshold must be a number > 0 "
+                              "(and < 1 for the ks statistic)")
+    bins = shift.get("bins", defaults.bins)
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ParametersError(f"{name}.bins must be a whole number >= 2")
+    action = shift.get("action", defaults.action)
+    if action not in SHIFT_ACTIONS:
+        raise ParametersError(f"{name}.action must be one of " + ", ".join(SHIFT_ACTIONS))
+    return ShiftRule(statistic, float(threshold), bins, action)
 
 
 def _known_keys(section: Mapping[str, Any], name: str,

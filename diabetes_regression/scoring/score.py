@@ -10,6 +10,10 @@ answers 500 for bytes that are not UTF-8, integers over 4,300 digits and deeply 
 arrays, before a decorated ``run`` is called. Here every client mistake is a 4xx answer
 whose ``message`` names it, and a body over ``scoring.max_body_bytes`` is refused (413)
 before it is read whole.
+
+Each answered request is handed to the collector the environment chooses (the local store,
+the server's log for Application Insights, or nothing: see ml_service/monitoring/
+collector.py), off the request path; a refused request is only counted.
 """
 import json
 import logging
@@ -23,6 +27,7 @@ import numpy as np
 import orjson
 from azureml_inference_server_http.api.aml_request import AMLRequest, rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
+from flask import g, has_request_context
 from inference_schema.parameter_types.standard_py_parameter_type import (
     StandardPythonParameterType)
 from inference_schema.schema_decorators import input_schema, output_schema
@@ -33,6 +38,7 @@ from diabetes_regression.parameters import load_parameters
 from diabetes_regression.training.model_files import find_model, load_model
 from diabetes_regression.training.prediction import (LABELS_KEY, PROBABILITY, RESULT_KEY,
                                                      output_kind, predict)
+from ml_service.monitoring.collector import NoCollector, collector_from_environment
 
 LOGGER = logging.getLogger(__name__)
 DATA_KEY = "data"
@@ -61,18 +67,26 @@ class Scorer:
 
 
 scorer: Optional[Scorer] = None
+collector: Any = NoCollector()
 
 
 def init() -> None:
-    """Load the model from AZUREML_MODEL_DIR (set by the server locally and on Azure ML)."""
-    global scorer
-    settings = load_parameters().scoring
+    """Load the model from AZUREML_MODEL_DIR (set by the server locally and on Azure ML) and
+    start the collector the environment asks for."""
+    global scorer, collector
+    parameters = load_parameters()
+    settings = parameters.scoring
     path = find_model(Path(os.environ.get("AZUREML_MODEL_DIR", ".")))
     model = load_model(path)
     scorer = Scorer(model, output_kind(model), int(model.n_features_in_), settings.max_rows,
                     settings.max_body_bytes)
     describe_api(run, settings.sample, scorer)
-    LOGGER.info("Loaded model from %s (answers a %s per row)", path, scorer.kind)
+    monitoring = parameters.monitoring
+    collector.close()
+    collector = collector_from_environment(os.environ, monitoring.sample_rate,
+                                           monitoring.queue_size, monitoring.max_mb_per_day)
+    LOGGER.info("Loaded model from %s (answers a %s per row; collecting with %s)", path,
+                scorer.kind, type(collector).__name__)
 
 
 def describe_api(function: Any, sample: Mapping[str, Any], loaded: Scorer) -> None:
@@ -124,8 +138,18 @@ def run(request: AMLRequest) -> Any:
         answer = predict(scorer.model, features, labels, scorer.kind)
         check_answer(answer[RESULT_KEY])
     except RequestError as err:
+        collector.refused()
         return error_response(err)
+    collector.collect(features, answer, request_id())
     return {key: values.tolist() for key, values in answer.items()}
+
+
+def request_id() -> Optional[str]:
+    """The id the inference server gave the request (the client's x-request-id, or a new
+    one), which it also returns in its answer's headers; None outside a request."""
+    if has_request_context():
+        return getattr(g, "request_id", None) or None
+    return None
 
 
 def error_response(err: RequestError) -> AMLResponse:

@@ -32,6 +32,9 @@ from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deploymen
                                       ModelVersion, PipelineRun, PublishedPipeline,
                                       ServiceSpec, StepRun)
 from ml_service.backends import local_server
+from ml_service.monitoring.variables import (COLLECTOR_VARIABLE, FOLDER_VARIABLE,
+                                             MODEL_NAME_VARIABLE, MODEL_VERSION_VARIABLE,
+                                             SERVICE_VARIABLE)
 from ml_service.pipelines.definition import (PipelineDefinition, definition_from_dict,
                                              definition_to_dict)
 from ml_service.errors import (ConfigurationError, DatasetNotFoundError, MLOpsError,
@@ -286,6 +289,10 @@ class LocalBackend(Backend):
     def get_run_metrics(self, run_id: str) -> Dict[str, float]:
         return dict(self._get_run(run_id).data.metrics)
 
+    def artifact_path(self, run_id: str, relative: str) -> Path:
+        """Where a run's artifact is on this machine."""
+        return file_uri_to_path(self._get_run(run_id).info.artifact_uri) / relative
+
     # -- datasets ----------------------------------------------------------
     def _dataset_dir(self, name: str) -> Path:
         return self.root / "datasets" / check_name("dataset", name)
@@ -523,6 +530,18 @@ class LocalBackend(Backend):
         with file_lock(service_dir.parent / f".{service_name}.lock"):
             yield service_dir
 
+    def collected_dir(self) -> Path:
+        """Where the local services' collectors write (one folder per service and day)."""
+        return self.root / "monitoring"
+
+    def collection_environment(self, service_name: str, model: ModelVersion
+                               ) -> Dict[str, str]:
+        """The scoring server's collector: the local store, unless MLOPS_COLLECTOR says
+        otherwise (``off``, or ``log`` for the server's log)."""
+        return {COLLECTOR_VARIABLE: os.environ.get(COLLECTOR_VARIABLE) or "local",
+                FOLDER_VARIABLE: str(self.collected_dir()), SERVICE_VARIABLE: service_name,
+                MODEL_NAME_VARIABLE: model.name, MODEL_VERSION_VARIABLE: str(model.version)}
+
     def deploy_model(self, model: ModelVersion, service_name: str,
                      spec: ServiceSpec) -> Deployment:
         """Replace the service: one deploy at a time per service, and a server is either
@@ -532,8 +551,9 @@ class LocalBackend(Backend):
             shutil.rmtree(service_dir, ignore_errors=True)
             # The Azure ML container layout: <model dir>/<name>/<version>/<file>.
             self.download_model(model, service_dir / "model" / model.name / str(model.version))
-            record = local_server.start_server(spec.entry_script, service_dir,
-                                               self.scoring_port)
+            record = local_server.start_server(
+                spec.entry_script, service_dir, self.scoring_port,
+                environment=self.collection_environment(service_name, model))
             record.update({"name": service_name, "model_name": model.name,
                            "model_version": model.version})
             try:

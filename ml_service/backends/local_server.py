@@ -46,8 +46,10 @@ def server_command(entry_script: Path, model_dir: Path, port: int) -> list:
 
 
 def start_server(entry_script: Path, service_dir: Path, port: int = 0,
-                 timeout_s: float = STARTUP_TIMEOUT_S) -> Dict[str, Any]:
-    """Start the server in the background and wait until it answers; return its record."""
+                 timeout_s: float = STARTUP_TIMEOUT_S,
+                 environment: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Start the server in the background and wait until it answers; return its record.
+    ``environment`` adds variables to the server's (e.g. the collector's)."""
     entry_script = Path(entry_script).resolve()
     if not entry_script.is_file():
         raise DeploymentError(f"no scoring script at {entry_script}")
@@ -55,7 +57,7 @@ def start_server(entry_script: Path, service_dir: Path, port: int = 0,
     service_dir = Path(service_dir).resolve()
     log_path = service_dir / "server.log"
     service_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = {**os.environ, **(environment or {})}
     # The scoring script imports from the project's one import root.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     with open(log_path, "wb") as log:

@@ -102,3 +102,26 @@ def test_a_ks_threshold_must_be_below_one():
     document["validation"]["shift"]["threshold"] = 1.0
     with pytest.raises(ParametersError, match="validation.shift.threshold"):
         parse_parameters(document)
+
+
+def test_monitoring_defaults_collect_everything_and_drift_by_the_validation_rule():
+    document = changed(["monitoring"], KeyError)
+    document["validation"]["shift"]["threshold"] = 0.4
+    monitoring = parse_parameters(document).monitoring
+    assert (monitoring.sample_rate, monitoring.shift.threshold) == (1.0, 0.4)
+    document["monitoring"] = {"shift": {"statistic": "ks", "threshold": 0.2}}
+    assert parse_parameters(document).monitoring.shift.statistic == "ks"
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (["monitoring"], 1, "monitoring must be a JSON object"),
+    (["monitoring", "sample"], 1, "monitoring has unknown key\\(s\\) sample"),
+    (["monitoring", "sample_rate"], 0, "monitoring.sample_rate must be a number in \\(0, 1\\]"),
+    (["monitoring", "sample_rate"], 1.5, "monitoring.sample_rate"),
+    (["monitoring", "queue_size"], 0, "monitoring.queue_size must be a whole number >= 1"),
+    (["monitoring", "max_mb_per_day"], -1, "monitoring.max_mb_per_day must be a number > 0"),
+    (["monitoring", "shift"], {"bins": 1}, "monitoring.shift.bins must be a whole number"),
+])
+def test_bad_monitoring_settings_are_named(path, value, message):
+    with pytest.raises(ParametersError, match=message):
+        parse_parameters(changed(path, value))

@@ -1,19 +1,23 @@
 """Local deployments never orphan a server: concurrent deploys, an interrupted deploy, stop,
-and stop or a new deploy after the server's leader or its worker was killed."""
+and stop or a new deploy after the server's leader or its worker was killed. What a service
+answers is collected once per request, through a kill, and never at the cost of an answer."""
 import logging
 import os
 import signal
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import requests
 
 from diabetes_regression.parameters import load_parameters
 from diabetes_regression.training.model_files import save_model
-from diabetes_regression.training.train import split_data, train_model
+from diabetes_regression.training.train import TARGET_COLUMN, split_data, train_model
 from ml_service.backends import local_server
+from ml_service.monitoring.collected import read_collected
 from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
 from ml_service.util import deploy_local
 from tests.conftest import make_frame
@@ -215,3 +219,89 @@ def test_a_fixed_port_is_free_again_for_the_next_deploy(backend, production, cap
     second = local_server.read_record(backend.root / "deployments" / SERVICE)
     assert second["pid"] != first["pid"] and answers(second["url"])
     assert servers_of(backend.root / "deployments" / SERVICE) == [second["pid"]]
+
+
+# -- what the service sees is collected ----------------------------------------------------------
+def score_concurrently(url: str, body: dict, prefix: str, clients: int = 8,
+                       each: int = 25) -> dict:
+    """Send ``clients`` x ``each`` requests at once, each with an x-request-id of its own;
+    return {request id: answer} of those answered 200 (none is expected to fail but after a
+    kill)."""
+    answered, lock = {}, threading.Lock()
+
+    def client(number):
+        with requests.Session() as session:
+            for request in range(each):
+                request_id = f"{prefix}-{number}-{request}"
+                try:
+                    response = session.post(url, json=body, timeout=30,
+                                            headers={"x-request-id": request_id})
+                except requests.RequestException:
+                    return
+                if response.status_code == 200:
+                    with lock:
+                        answered[request_id] = response.json()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return answered
+
+
+def collected_ids(backend) -> Counter:
+    return Counter(r["id"] for r in read_collected(backend.collected_dir(), SERVICE).records)
+
+
+def feature_rows(count: int = 3) -> list:
+    """Rows of the width the production fixture's model takes, from the same generator."""
+    return make_frame(rows=count).drop(columns=[TARGET_COLUMN]).to_numpy().tolist()
+
+
+def test_concurrent_clients_of_two_workers_are_each_collected_once_and_a_kill_loses_nothing(
+        backend, production, monkeypatch):
+    monkeypatch.setenv("WORKER_COUNT", "2")
+    body = {"data": feature_rows()}
+    url = backend.deploy_model(production, SERVICE, scoring_service_spec()).scoring_uri
+    refused = requests.post(url, json={"data": [[1.0]]}, timeout=30,
+                            headers={"x-request-id": "refused"})
+    answered = score_concurrently(url, body, "first")
+    assert refused.status_code == 400 and len(answered) == 200
+    wait_until(lambda: set(answered) <= set(collected_ids(backend)))
+    records = read_collected(backend.collected_dir(), SERVICE).records
+    counts = Counter(r["id"] for r in records)
+    assert set(counts) == set(answered) and set(counts.values()) == {1}  # refused: not kept
+    record = records[0]
+    assert (record["model"], record["version"]) == (production.name, str(production.version))
+    assert record["inputs"] == body["data"]
+    assert record["outputs"] == answered[record["id"]]
+
+    # kill -9 of the whole server while clients are sending: what was written stays readable.
+    leader = local_server.read_record(backend.root / "deployments" / SERVICE)["pid"]
+    sending = threading.Thread(target=score_concurrently, args=(url, body, "killed", 4, 100))
+    sending.start()
+    wait_until(lambda: any(i.startswith("killed") for i in collected_ids(backend)))
+    os.killpg(leader, signal.SIGKILL)
+    sending.join(timeout=120)
+    after_kill = collected_ids(backend)
+    assert set(answered) <= set(after_kill) and set(after_kill.values()) == {1}
+
+    # A new deploy (the restart) collects again, beside what the killed one wrote.
+    url = backend.deploy_model(production, SERVICE, scoring_service_spec()).scoring_uri
+    again = score_concurrently(url, body, "again", clients=2, each=5)
+    wait_until(lambda: set(again) <= set(collected_ids(backend)))
+    final = collected_ids(backend)
+    assert set(after_kill) | set(again) == set(final) and set(final.values()) == {1}
+    # One file per server process and start: the killed server's files stay as they were.
+    assert read_collected(backend.collected_dir(), SERVICE).files >= 2
+
+
+def test_a_store_that_cannot_be_written_still_answers_every_request(backend, production):
+    backend.collected_dir().parent.mkdir(parents=True, exist_ok=True)
+    backend.collected_dir().write_text("a file where the collector's folder would be")
+    url = backend.deploy_model(production, SERVICE, scoring_service_spec()).scoring_uri
+    assert len(score_concurrently(url, {"data": feature_rows()}, "x", clients=4, each=10)) == 40
+    log = Path(local_server.read_record(backend.root / "deployments" / SERVICE)["log"])
+    warning = "scoring data collection cannot write"
+    wait_until(lambda: warning in log.read_text())
+    assert log.read_text().count(warning) == 1

@@ -1,0 +1,10 @@
+"""The environment variables that choose and configure the scoring service's collector.
+
+Standard library only: the local backend sets them when it deploys, and it is imported where
+the collector's own dependencies (orjson) are not installed (the batch scoring environment).
+"""
+COLLECTOR_VARIABLE = "MLOPS_COLLECTOR"
+FOLDER_VARIABLE = "MLOPS_COLLECT_DIR"
+SERVICE_VARIABLE = "MLOPS_SERVICE_NAME"
+MODEL_NAME_VARIABLE = "MLOPS_MODEL_NAME"
+MODEL_VERSION_VARIABLE = "MLOPS_MODEL_VERSION"

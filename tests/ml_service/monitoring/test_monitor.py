@@ -1,0 +1,189 @@
+"""make monitor on a real local store: the production model, the dataset it was trained on
+and requests collected as the scoring service collects them. Exit codes, the report (its
+figures, pictures and page), --register, --retrain and bad input."""
+import base64
+import datetime as dt
+import html.parser
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diabetes_regression.parameters import load_parameters
+from diabetes_regression.training.model_files import save_model
+from diabetes_regression.training.prediction import predict
+from diabetes_regression.training.train import TARGET_COLUMN, split_data, train_model
+from diabetes_regression.validate.validation import shift_statistics
+from ml_service.monitoring import monitor
+from ml_service.monitoring.collector import Collector, LocalSink
+from ml_service.util.env_variables import ScoringSettings, TrainingSettings
+from tests.conftest import make_frame
+
+MODEL_NAME = TrainingSettings().model_name
+SERVICE = ScoringSettings().service_name
+TRAINING_ROWS, WINDOW_ROWS = 400, 300
+
+
+@pytest.fixture
+def production(backend, tmp_path):
+    """A production model trained on a registered dataset version, and that frame."""
+    frame = make_frame(rows=TRAINING_ROWS, seed=0)
+    csv = tmp_path / "training.csv"
+    frame.to_csv(csv, index=False)
+    dataset = backend.register_dataset("training_ds", csv)
+    model = train_model(split_data(frame), load_parameters().training)
+    run_id = backend.start_pipeline_run("p", {})
+    version = backend.register_model(MODEL_NAME, save_model(model, tmp_path / "model"), run_id,
+                                     {}, dataset=dataset)
+    backend.set_production_model(MODEL_NAME, version.version)
+    return model, version, frame
+
+
+def features(rows: int, seed: int):
+    """Rows from the training data's generator: the same distribution, other draws."""
+    return make_frame(rows=rows, seed=seed).drop(columns=[TARGET_COLUMN])
+
+
+def collect(backend, model, version, rows, service=SERVICE):
+    """Hand the rows to the collector as the scoring service does, 20 per request."""
+    collector = Collector(LocalSink(backend.collected_dir(), service, 10 ** 9),
+                          {"name": version.name, "version": str(version.version)})
+    values = rows.to_numpy(dtype=float)
+    for start in range(0, len(values), 20):
+        chunk = values[start:start + 20]
+        collector.collect(chunk, predict(model, chunk))
+    collector.close()
+
+
+def run(capsys, caplog, *argv):
+    """The monitor's exit code, what it printed and what it logged."""
+    caplog.clear()
+    code = monitor.main(list(argv))
+    return code, capsys.readouterr().out, caplog.text
+
+
+def report_folder(out: str) -> Path:
+    return Path(re.search(r"report: (\S+)", out).group(1)).parent
+
+
+class Page(html.parser.HTMLParser):
+    """The tags of a page, and whether they nest properly."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.open = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+        elif tag not in ("meta", "br"):
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, (tag, self.open[-3:])
+        self.open.pop()
+
+
+def test_inputs_from_the_training_distribution_are_no_drift(
+        backend, production, capsys, caplog):
+    model, version, frame = production
+    window = features(WINDOW_ROWS, seed=1)
+    collect(backend, model, version, window)
+    code, out, _ = run(capsys, caplog)
+    assert code == 0, out
+    assert "no drift" in out and f"rows: {WINDOW_ROWS} from" in out
+    report = json.loads((report_folder(out) / monitor.REPORT_JSON).read_text())
+    rule = load_parameters().monitoring.shift
+    column = str(window.columns[0])
+    expected = shift_statistics(window[column].to_numpy(dtype=float),
+                                frame[column].to_numpy(dtype=float), rule)
+    assert report["features"][column]["psi"] == pytest.approx(expected["psi"])
+    assert report["features"][column]["ks_pvalue"] == pytest.approx(expected["ks_pvalue"])
+    assert report["drift"] is False and report["pictures"] == {}
+    assert report["model"] == MODEL_NAME and report["version"] == str(version.version)
+
+
+def test_a_feature_shifted_by_one_standard_deviation_is_named_and_drawn(backend, production,
+                                                                        capsys, caplog):
+    model, version, frame = production
+    window = features(WINDOW_ROWS, seed=1)
+    shifted = str(window.columns[1])
+    window[shifted] += frame[shifted].std()
+    collect(backend, model, version, window)
+    code, out, _ = run(capsys, caplog)
+    assert code == monitor.EXIT_DRIFT, out
+    assert re.search(rf"features drifted \(psi > [\d.]+\): {re.escape(shifted)} \(psi ", out)
+    folder = report_folder(out)
+    report = json.loads((folder / monitor.REPORT_JSON).read_text())
+    assert report["drifted_features"] == [shifted]
+    picture = folder / report["pictures"][shifted]
+    image = Image.open(picture)
+    image.verify()
+    assert image.format == "PNG"
+    page = Page()
+    page.feed((folder / monitor.REPORT_HTML).read_text())
+    assert page.open == []
+    sources = [i["src"] for i in page.images]
+    assert len(sources) == len(report["pictures"])
+    assert any(s.endswith(base64.b64encode(picture.read_bytes()).decode())
+               for s in sources)
+    runs = backend.client.search_runs([backend.experiment_id(monitor.EXPERIMENT)])
+    assert runs and {r.data.tags.get("drift") for r in runs} == {"true"}
+
+
+def test_register_keeps_the_window_and_retrain_runs_the_pipeline(backend, production, capsys,
+                                                                 caplog, warm_steps):
+    model, version, frame = production
+    window = features(WINDOW_ROWS, seed=2)
+    window[str(window.columns[0])] += 3 * frame[str(window.columns[0])].std()
+    collect(backend, model, version, window)
+    code, out, _ = run(capsys, caplog, "--register", "--retrain")
+    assert code == monitor.EXIT_DRIFT, out
+    name = monitor.inputs_dataset_name(MODEL_NAME)
+    registered = backend.find_dataset(name)
+    assert f"registered the collected rows as {name} version {registered.version}" in out
+    kept = backend.load_dataset(registered)
+    assert list(kept.columns) == list(window.columns)
+    np.testing.assert_allclose(kept.to_numpy(dtype=float), window.to_numpy(dtype=float))
+    assert re.search(r"retrained: pipeline run \w+ \(\w+\): ", out)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--since", "2999-01-01"], "nothing collected for"),
+    (["--service", "elsewhere"], "on service 'elsewhere'"),
+    (["--model_version", "99"], "ModelNotFoundError"),
+])
+def test_what_cannot_be_compared_is_an_error_that_says_what_to_do(backend, production, capsys,
+                                                                  caplog, argv, message):
+    model, version, _ = production
+    collect(backend, model, version, features(40, seed=1))
+    code, out, err = run(capsys, caplog, *argv)
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_a_malformed_record_on_disk_is_named(backend, production, capsys, caplog):
+    model, version, _ = production
+    collect(backend, model, version, features(40, seed=1))
+    [written] = (backend.collected_dir() / SERVICE).glob("*/*.jsonl")
+    written.write_text("garbage\n" + written.read_text())
+    code, _, err = run(capsys, caplog)
+    assert code == 1 and f"{written}, line 1: not a collected record" in err
+
+
+def test_a_window_that_ends_before_it_starts_is_refused(capsys):
+    with pytest.raises(SystemExit) as exited:
+        monitor.parse_args(["--since", "2026-12-02", "--until", "2026-12-01"])
+    assert exited.value.code == 2
+    assert "--since 2026-12-02 is after --until 2026-12-01" in capsys.readouterr().err
+    assert monitor.parse_args(["--since", "2026-12-01"]).since == dt.date(2026, 12, 1)
+
+
+def test_collected_rows_leave_out_rows_of_another_width():
+    records = [{"inputs": [[1.0, 2.0], [3.0]], "outputs": {"result": [0.5, 0.7]}},
+               {"inputs": [[5.0, 6.0]], "outputs": {"result": [0.9]}}]
+    rows, predictions, violations = monitor.collected_rows(records, 2)
+    assert rows.tolist() == [[1.0, 2.0], [5.0, 6.0]] and predictions.tolist() == [0.5, 0.9]
+    assert violations == 1
