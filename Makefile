@@ -18,7 +18,7 @@ LOCKS := $(PYTHON) -m ml_service.util.lock_environments --uv $(UV) --python $(PY
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-quick lock check-lock lint monitor benchmark benchmark-scoring batchscore benchmark-batchscore clean
+.PHONY: help run test test-quick lock check-lock lint monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ benchmark-scoring: $(STAMP) ## Requests/s of score.py vs an MLOpsPython-style sc
 
 batchscore: $(STAMP) ## Score a CSV with the production model on all cores (INPUT=file.csv OUTPUT=scored.csv)
 	$(BIN)/python -m ml_service.pipelines.run_parallel_batchscore_pipeline $(if $(INPUT),--input $(INPUT)) $(if $(OUTPUT),--output $(OUTPUT))
+
+benchmark-monitor: $(STAMP) ## The monitor's false alarms and detections over seeded windows, per window size
+	$(BIN)/python -m benchmarks.benchmark_monitor
 
 benchmark-batchscore: $(STAMP) ## Time the local batch scorer on 1M rows against a one-process baseline
 	$(BIN)/python -m benchmarks.benchmark_batchscore

@@ -81,6 +81,9 @@ class MonitoringParameters:
     max_mb_per_day: float = 100.0
     # When a feature or the predictions drifted (make monitor); validation.shift's by default.
     shift: Optional[ShiftRule] = None
+    # Fewer collected rows than this are not judged: PSI over 10 bins is noise below it
+    # (make benchmark-monitor measures the false alarms per window size).
+    min_rows: int = 200
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,8 @@ def parse_monitoring(raw: Any, validation_shift: ShiftRule = ShiftRule()
     """Check the optional ``monitoring`` section; a missing key takes its default, and the
     drift rule (``shift``) validation's."""
     section = _known_keys(_section(raw, "monitoring"), "monitoring",
-                          ("sample_rate", "queue_size", "max_mb_per_day", "shift"))
+                          ("sample_rate", "queue_size", "max_mb_per_day", "min_rows",
+                           "shift"))
     defaults = MonitoringParameters()
     rate = section.get("sample_rate", defaults.sample_rate)
     if not _is_number(rate) or not 0 < rate <= 1:
@@ -181,8 +185,11 @@ def parse_monitoring(raw: Any, validation_shift: ShiftRule = ShiftRule()
     max_mb = section.get("max_mb_per_day", defaults.max_mb_per_day)
     if not _is_number(max_mb) or max_mb <= 0:
         raise ParametersError("monitoring.max_mb_per_day must be a number > 0")
+    min_rows = section.get("min_rows", defaults.min_rows)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise ParametersError("monitoring.min_rows must be a whole number >= 1")
     shift = parse_shift(section.get("shift", {}), "monitoring.shift", validation_shift)
-    return MonitoringParameters(float(rate), queue_size, float(max_mb), shift)
+    return MonitoringParameters(float(rate), queue_size, float(max_mb), shift, min_rows)
 
 
 def parse_validation(raw: Any) -> ValidationParameters:

@@ -26,7 +26,8 @@ retraining. ``--retrain``: when drift is found, the training pipeline runs as `m
 runs it, on the latest version of the dataset the model was trained on, and its decision is
 printed.
 
-Exit codes: 0 no drift, 3 drift found, 1 error (nothing collected in the window is one).
+Exit codes: 0 no drift, 3 drift found, 1 error (nothing collected in the window is one, and
+so are fewer rows than ``monitoring.min_rows``, below which the statistics are noise).
 """
 import argparse
 import base64
@@ -289,10 +290,17 @@ def run_monitor(args: argparse.Namespace) -> int:
         loaded = load_model(find_model(backend.download_model(model, Path(folder))))
     reference = frame.drop(columns=[TARGET_COLUMN])
     rows, predictions, violations = collected_rows(records, reference.shape[1])
+    monitoring = load_parameters().monitoring
+    if len(rows) < monitoring.min_rows:
+        raise MonitoringError(
+            f"only {len(rows)} rows collected for {model.name} v{model.version} on service "
+            f"{service!r} ({window}); the monitor judges at least monitoring.min_rows "
+            f"({monitoring.min_rows}), as its statistics are noise below that: wait for more "
+            "requests or widen --since / --until")
     current = pd.DataFrame(rows, columns=reference.columns)
     test = split_data(frame)["test"]["X"]
     reference_predictions = predict(loaded, test, False, output_kind(loaded))[RESULT_KEY]
-    rule = load_parameters().monitoring.shift
+    rule = monitoring.shift
     report = {**drift_figures(current, reference, predictions, reference_predictions, rule),
               "service": service, "model": model.name, "version": str(model.version),
               "dataset": dataset, "window": window, "requests": len(records),

@@ -125,3 +125,9 @@ def test_monitoring_defaults_collect_everything_and_drift_by_the_validation_rule
 def test_bad_monitoring_settings_are_named(path, value, message):
     with pytest.raises(ParametersError, match=message):
         parse_parameters(changed(path, value))
+
+
+def test_the_monitor_judges_windows_of_min_rows_or_more():
+    assert load_parameters().monitoring.min_rows >= 1
+    with pytest.raises(ParametersError, match="monitoring.min_rows must be a whole number"):
+        parse_parameters(changed(["monitoring", "min_rows"], 0))

@@ -152,6 +152,7 @@ def test_register_keeps_the_window_and_retrain_runs_the_pipeline(backend, produc
 
 
 @pytest.mark.parametrize("argv, message", [
+    ([], "only 40 rows collected for"),
     (["--since", "2999-01-01"], "nothing collected for"),
     (["--service", "elsewhere"], "on service 'elsewhere'"),
     (["--model_version", "99"], "ModelNotFoundError"),
@@ -166,7 +167,7 @@ def test_what_cannot_be_compared_is_an_error_that_says_what_to_do(backend, produ
 
 def test_a_malformed_record_on_disk_is_named(backend, production, capsys, caplog):
     model, version, _ = production
-    collect(backend, model, version, features(40, seed=1))
+    collect(backend, model, version, features(WINDOW_ROWS, seed=1))
     [written] = (backend.collected_dir() / SERVICE).glob("*/*.jsonl")
     written.write_text("garbage\n" + written.read_text())
     code, _, err = run(capsys, caplog)
