@@ -78,8 +78,8 @@ class Counts:
 # -- records -----------------------------------------------------------------------------------
 def make_record(request_id: str, when: float, model: Mapping[str, str], inputs: np.ndarray,
                 outputs: Mapping[str, np.ndarray]) -> Dict[str, Any]:
-    """One request as it is stored."""
-    return {"id": request_id,
+    """One request as it is stored (``service`` when the deployer or Azure ML names it)."""
+    return {"id": request_id, "service": model.get("service"),
             "time": dt.datetime.fromtimestamp(when, dt.timezone.utc).isoformat(
                 timespec="milliseconds").replace("+00:00", "Z"),
             "model": model["name"], "version": model["version"],
@@ -120,16 +120,18 @@ def split_for_log(record: Mapping[str, Any], limit: int = MAX_LOG_CHARACTERS) ->
             for index, start in enumerate(starts)]
 
 
-def model_identity(environ: Mapping[str, str]) -> Dict[str, str]:
+def model_identity(environ: Mapping[str, str]) -> Dict[str, Optional[str]]:
     """The served model's name and version: from the deployer's variables, else from Azure
-    ML's model folder, else ``unknown``."""
+    ML's model folder, else ``unknown``; and the service's name when known."""
     name = environ.get(MODEL_NAME_VARIABLE, "")
     version = environ.get(MODEL_VERSION_VARIABLE, "")
     if not (name and version):
         found = AZUREML_MODEL_FOLDER.search(environ.get("AZUREML_MODEL_DIR", ""))
         if found:
             name, version = name or found.group("name"), version or found.group("version")
-    return {"name": name or "unknown", "version": version or "unknown"}
+    # The inference server reads the service's name from SERVICE_NAME on Azure ML.
+    service = environ.get(SERVICE_VARIABLE) or environ.get("SERVICE_NAME") or None
+    return {"name": name or "unknown", "version": version or "unknown", "service": service}
 
 
 # -- sinks ---------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
     python -m ml_service.monitoring.monitor [--service NAME] [--model_version N]
                                             [--since YYYY-MM-DD] [--until YYYY-MM-DD]
-                                            [--register] [--retrain]
+                                            [--source local|appinsights] [--workspace_id ID]
+                                            [--report_dir DIR] [--register] [--retrain]
 
 Reads the requests the local service collected (ml_service/monitoring/collector.py) for the
 production model version (or ``--model_version``) between ``--since`` and ``--until`` (UTC
@@ -18,7 +19,13 @@ model was trained on (its ``dataset_name`` / ``dataset_version`` tags):
 
 The report is an MLflow run in the ``monitoring`` experiment: ``monitoring_report.json``
 (every figure), a PNG per drifted feature (and of the predictions when they drifted), and
-``monitoring_report.html``, one self-contained page. A summary is printed.
+``monitoring_report.html``, one self-contained page; or the same files in ``--report_dir``.
+A summary is printed.
+
+``--source appinsights`` reads the records the service logged to Application Insights on
+Azure ML v1 instead (appinsights.py; ``--workspace_id`` or LOG_ANALYTICS_WORKSPACE_ID names
+its Log Analytics workspace); with ``MLOPS_BACKEND=azureml`` the model and its dataset come
+from the workspace, and the report goes to ``--report_dir``.
 
 ``--register`` registers the window's collected rows as the next version of the dataset
 ``<model>_scoring_inputs`` (the model name without its file extension), for labelling and
@@ -36,6 +43,7 @@ import datetime as dt
 import html
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -52,12 +60,14 @@ from diabetes_regression.training.train import TARGET_COLUMN, split_data
 from diabetes_regression.validate.validation import shift_statistics
 from ml_service.backends.base import ModelVersion
 from ml_service.errors import MLOpsError, ModelNotFoundError
-from ml_service.monitoring.collected import read_collected
+from ml_service.monitoring import appinsights
+from ml_service.monitoring.collected import Collected, read_collected
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import BackendSettings, ScoringSettings, TrainingSettings
 
 LOGGER = logging.getLogger(__name__)
 EXIT_DRIFT = 3
+LOCAL, APPINSIGHTS = "local", "appinsights"
 EXPERIMENT = "monitoring"
 REPORT_FOLDER = "monitoring"
 REPORT_JSON = "monitoring_report.json"
@@ -263,21 +273,52 @@ def window_text(since: Optional[dt.date], until: Optional[dt.date]) -> str:
            f"{until.isoformat() if until else 'today'}"
 
 
+def check_options(args: argparse.Namespace, backend_kind: str) -> None:
+    """Refuse, before any work, what this backend and source cannot do."""
+    if backend_kind != "local":
+        wanted = (("--source appinsights", args.source == APPINSIGHTS),
+                  ("--report_dir", bool(args.report_dir)))
+        needed = [option for option, given in wanted if not given]
+        if needed:
+            raise MonitoringError(f"MLOPS_BACKEND={backend_kind}: the records are in "
+                                  "Application Insights and the report goes to a folder: pass "
+                                  + " and ".join(needed))
+        if args.retrain:
+            raise MonitoringError(f"MLOPS_BACKEND={backend_kind}: --retrain runs the local "
+                                  "pipeline; on Azure ML, run ml_service.pipelines."
+                                  "run_train_pipeline on exit code 3 (the scheduled pipelines "
+                                  "do)")
+    if args.source == APPINSIGHTS and not workspace_id(args):
+        raise MonitoringError(f"--source appinsights needs the Log Analytics workspace id of "
+                              f"the service's Application Insights: --workspace_id or "
+                              f"{appinsights.WORKSPACE_VARIABLE}")
+
+
+def workspace_id(args: argparse.Namespace) -> str:
+    """The Log Analytics workspace to query."""
+    return (args.workspace_id or os.environ.get(appinsights.WORKSPACE_VARIABLE, "")).strip()
+
+
+def collected_records(args: argparse.Namespace, backend: Any, service: str) -> Collected:
+    """The window's records, from the local store or from Application Insights."""
+    if args.source == APPINSIGHTS:
+        return appinsights.read_app_insights(appinsights.logs_client(), workspace_id(args),
+                                             args.since, args.until, service)
+    return read_collected(backend.collected_dir(), service, args.since, args.until)
+
+
 def run_monitor(args: argparse.Namespace) -> int:
     """Compare, report, print; 0 or EXIT_DRIFT."""
-    from ml_service.backends.local import LocalBackend
+    from ml_service.backends import get_backend
 
     settings = BackendSettings.from_env()
-    if settings.kind != "local":
-        raise MonitoringError(f"MLOPS_BACKEND={settings.kind}: the monitor reads the local "
-                              "store's collected requests; on Azure ML v1 they are in "
-                              "Application Insights (see the README's Monitoring section)")
+    check_options(args, settings.kind)
     training = TrainingSettings.from_env()
-    backend = LocalBackend(settings.root, training.experiment_name)
+    backend = get_backend(settings, training)
     service = args.service or ScoringSettings.from_env().service_name
     model = chosen_model(backend, training.model_name, args.model_version)
     dataset, frame = training_frame(backend, model)
-    collected = read_collected(backend.collected_dir(), service, args.since, args.until)
+    collected = collected_records(args, backend, service)
     records = [r for r in collected.records
                if r["model"] == model.name and str(r["version"]) == str(model.version)]
     window = window_text(args.since, args.until)
@@ -305,17 +346,8 @@ def run_monitor(args: argparse.Namespace) -> int:
               "service": service, "model": model.name, "version": str(model.version),
               "dataset": dataset, "window": window, "requests": len(records),
               "schema_violations": violations, "torn_lines_skipped": collected.torn}
-    reports = LocalBackend(settings.root, EXPERIMENT)
-    with reports.step_run("monitor") as run, \
-            tempfile.TemporaryDirectory(prefix="mlops-monitor-") as folder:
-        for path in write_report(Path(folder), report, current, reference, predictions,
-                                 reference_predictions):
-            run.log_artifact(path, REPORT_FOLDER)
-        run.log_metric("rows", report["rows"])
-        run.log_metric("drifted_features", len(report["drifted_features"]))
-        run.set_pipeline_tags({"drift": str(report["drift"]).lower(), "service": service,
-                               "model": model.name, "model_version": str(model.version)})
-        where = reports.artifact_path(run.id, f"{REPORT_FOLDER}/{REPORT_HTML}")
+    where = publish_report(args, settings, report, current, reference, predictions,
+                           reference_predictions)
     print(summary(report, str(where)))
     if args.register:
         registered = register_inputs(backend, model, current)
@@ -324,6 +356,30 @@ def run_monitor(args: argparse.Namespace) -> int:
     if args.retrain and report["drift"]:
         print(f"  retrained: {retrain(backend, training, model.tags['dataset_name'])}")
     return EXIT_DRIFT if report["drift"] else 0
+
+
+def publish_report(args: argparse.Namespace, settings: BackendSettings,
+                   report: Dict[str, Any], *arrays: Any) -> Path:
+    """Write the report to --report_dir, or else as a run of the local store's monitoring
+    experiment; return the page's path."""
+    from ml_service.backends.local import LocalBackend
+
+    if args.report_dir:
+        folder = Path(args.report_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_report(folder, report, *arrays)
+        return folder / REPORT_HTML
+    reports = LocalBackend(settings.root, EXPERIMENT)
+    with reports.step_run("monitor") as run, \
+            tempfile.TemporaryDirectory(prefix="mlops-monitor-") as folder:
+        for path in write_report(Path(folder), report, *arrays):
+            run.log_artifact(path, REPORT_FOLDER)
+        run.log_metric("rows", report["rows"])
+        run.log_metric("drifted_features", len(report["drifted_features"]))
+        run.set_pipeline_tags({"drift": str(report["drift"]).lower(),
+                               "service": report["service"], "model": report["model"],
+                               "model_version": report["version"]})
+        return reports.artifact_path(run.id, f"{REPORT_FOLDER}/{REPORT_HTML}")
 
 
 def inputs_dataset_name(model_name: str) -> str:
@@ -373,6 +429,14 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
                         help="the model version to check (default: production)")
     parser.add_argument("--since", type=day, help="first UTC day, YYYY-MM-DD")
     parser.add_argument("--until", type=day, help="last UTC day, YYYY-MM-DD")
+    parser.add_argument("--source", choices=(LOCAL, APPINSIGHTS), default=LOCAL,
+                        help="where the records are: the local store (default) or Application "
+                             "Insights (Azure ML v1)")
+    parser.add_argument("--workspace_id", help="the Log Analytics workspace of the service's "
+                                               "Application Insights (default: "
+                                               f"{appinsights.WORKSPACE_VARIABLE})")
+    parser.add_argument("--report_dir", help="write the report to this folder (default: an "
+                                             "MLflow run in the local store)")
     parser.add_argument("--register", action="store_true",
                         help="register the collected rows as a dataset version")
     parser.add_argument("--retrain", action="store_true",

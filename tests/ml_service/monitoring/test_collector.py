@@ -152,11 +152,13 @@ def test_a_large_record_is_logged_in_parts_under_the_limit():
 
 
 def test_the_model_is_named_by_the_deployer_or_by_azure_mls_model_folder():
-    assert model_identity({"MLOPS_MODEL_NAME": "a", "MLOPS_MODEL_VERSION": "2"}) == {
-        "name": "a", "version": "2"}
-    assert model_identity({"AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models/b/7"}) == {
-        "name": "b", "version": "7"}
-    assert model_identity({}) == {"name": "unknown", "version": "unknown"}
+    assert model_identity({"MLOPS_MODEL_NAME": "a", "MLOPS_MODEL_VERSION": "2",
+                           "MLOPS_SERVICE_NAME": "svc"}) == {
+        "name": "a", "version": "2", "service": "svc"}
+    assert model_identity({"AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models/b/7",
+                           "SERVICE_NAME": "aks-svc"}) == {
+        "name": "b", "version": "7", "service": "aks-svc"}
+    assert model_identity({}) == {"name": "unknown", "version": "unknown", "service": None}
 
 
 @pytest.mark.parametrize("environ, message", [

@@ -17,14 +17,16 @@ from diabetes_regression.training.model_files import save_model
 from diabetes_regression.training.prediction import predict
 from diabetes_regression.training.train import TARGET_COLUMN, split_data, train_model
 from diabetes_regression.validate.validation import shift_statistics
-from ml_service.monitoring import monitor
-from ml_service.monitoring.collector import Collector, LocalSink
+from ml_service.monitoring import appinsights, monitor
+from ml_service.monitoring.collector import Collector, LocalSink, make_record
 from ml_service.util.env_variables import ScoringSettings, TrainingSettings
 from tests.conftest import make_frame
+from tests.log_analytics import WORKSPACE, LogAnalytics, client_for, logged, logs_table
 
 MODEL_NAME = TrainingSettings().model_name
 SERVICE = ScoringSettings().service_name
 TRAINING_ROWS, WINDOW_ROWS = 400, 300
+DAY = dt.datetime.now(dt.timezone.utc).timestamp()
 
 
 @pytest.fixture
@@ -188,3 +190,43 @@ def test_collected_rows_leave_out_rows_of_another_width():
     rows, predictions, violations = monitor.collected_rows(records, 2)
     assert rows.tolist() == [[1.0, 2.0], [5.0, 6.0]] and predictions.tolist() == [0.5, 0.9]
     assert violations == 1
+
+
+def test_records_from_application_insights_are_judged_the_same_way(backend, production, capsys,
+                                                                   caplog, monkeypatch,
+                                                                   tmp_path):
+    """--source appinsights (Azure ML v1's records), through the real LogsQueryClient with
+    only the query API's HTTP answer made here; the report goes to --report_dir."""
+    model, version, frame = production
+    window = features(WINDOW_ROWS, seed=1)
+    shifted = str(window.columns[0])
+    window[shifted] += frame[shifted].std()
+    identity = {"name": version.name, "version": str(version.version), "service": SERVICE}
+    values = window.to_numpy(dtype=float)
+    messages = [message for start in range(0, len(values), 20)
+                for message in logged(make_record(
+                    f"r{start}", DAY, identity, values[start:start + 20],
+                    predict(model, values[start:start + 20])))]
+    service = LogAnalytics(answer=logs_table(messages))
+    monkeypatch.setattr(appinsights, "logs_client", lambda: client_for(service))
+    code, out, _ = run(capsys, caplog, "--source", "appinsights", "--workspace_id", WORKSPACE,
+                       "--report_dir", str(tmp_path / "report"))
+    assert code == monitor.EXIT_DRIFT, out
+    assert f"rows: {WINDOW_ROWS} from {len(messages)} requests" in out
+    report = json.loads((tmp_path / "report" / monitor.REPORT_JSON).read_text())
+    assert report["drifted_features"] == [shifted]
+    assert (tmp_path / "report" / monitor.REPORT_HTML).is_file()
+    assert len(service.seen) == 1
+
+
+@pytest.mark.parametrize("variables, argv, message", [
+    ({"MLOPS_BACKEND": "azureml"}, [], "pass --source appinsights and --report_dir"),
+    ({"MLOPS_BACKEND": "azureml"}, ["--source", "appinsights", "--report_dir", "r",
+                                    "--retrain"], "run ml_service.pipelines.run_train_pipeline"),
+    ({}, ["--source", "appinsights"], "needs the Log Analytics workspace id"),
+])
+def test_what_a_backend_and_source_cannot_do_is_refused_first(monkeypatch, variables, argv,
+                                                              message):
+    monkeypatch.delenv(appinsights.WORKSPACE_VARIABLE, raising=False)
+    with pytest.raises(monitor.MonitoringError, match=message):
+        monitor.check_options(monitor.parse_args(argv), variables.get("MLOPS_BACKEND", "local"))
