@@ -136,6 +136,7 @@ def test_a_feature_shifted_by_one_standard_deviation_is_named_and_drawn(backend,
     assert runs and {r.data.tags.get("drift") for r in runs} == {"true"}
 
 
+@pytest.mark.integration  # runs the training pipeline
 def test_register_keeps_the_window_and_retrain_runs_the_pipeline(backend, production, capsys,
                                                                  caplog, warm_steps):
     model, version, frame = production
