@@ -232,6 +232,8 @@ output workspaceId string = workspace.id
 output storageAccountName string = storage.name
 output keyVaultName string = keyVault.name
 output applicationInsightsName string = applicationInsights.name
+// LOG_ANALYTICS_WORKSPACE_ID of the variable group: the scheduled drift check queries it.
+output logAnalyticsWorkspaceId string = logAnalytics.properties.customerId
 output containerRegistryName string = containerRegistry.name
 output containerRegistryLoginServer string = containerRegistry.properties.loginServer
 output aksComputeName string = deployAks ? aksComputeName : ''

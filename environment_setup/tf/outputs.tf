@@ -28,6 +28,11 @@ output "application_insights_name" {
   value       = azurerm_application_insights.workspace.name
 }
 
+output "log_analytics_workspace_id" {
+  description = "Workspace id of the Log Analytics workspace behind Application Insights (LOG_ANALYTICS_WORKSPACE_ID: the scheduled drift check queries it)."
+  value       = azurerm_log_analytics_workspace.workspace.workspace_id
+}
+
 output "container_registry_name" {
   description = "Container registry of the workspace."
   value       = azurerm_container_registry.workspace.name
