@@ -38,9 +38,10 @@ def rates(windows: int, training_rows: int, window_rows: int) -> Dict[str, float
     parameters = load_parameters()
     rule = parameters.monitoring.shift
     frame = make_example_frame(rows=training_rows, features=FEATURES, seed=0)
-    model = train_model(split_data(frame), parameters.training)
+    data = split_data(frame)
+    model = train_model(data, parameters.training)
     reference = frame.drop(columns=[TARGET_COLUMN])
-    reference_predictions = predict(model, split_data(frame)["test"]["X"])[RESULT_KEY]
+    reference_predictions = predict(model, data["test"]["X"])[RESULT_KEY]
     alarms = detected = shifted_trials = 0
     for seed in range(1, windows + 1):
         window = make_example_frame(rows=window_rows, features=FEATURES,

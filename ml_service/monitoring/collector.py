@@ -301,7 +301,8 @@ class Collector:
             except (OSError, ValueError) as err:
                 written = 0
                 self._warn_once(err)
-            whole = counts[day] if written == len(lines) else min(written, counts[day])
+            # A record is one line, or several parts all written together (the log sink).
+            whole = min(written, counts[day])
             self.counts.collected += whole
             self.counts.failed += counts[day] - whole
 

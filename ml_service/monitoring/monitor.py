@@ -59,10 +59,11 @@ from diabetes_regression.training.prediction import RESULT_KEY, output_kind, pre
 from diabetes_regression.training.train import TARGET_COLUMN, split_data
 from diabetes_regression.validate.validation import shift_statistics
 from ml_service.backends.base import ModelVersion
-from ml_service.errors import MLOpsError, ModelNotFoundError
+from ml_service.errors import MLOpsError
 from ml_service.monitoring import appinsights
 from ml_service.monitoring.collected import Collected, read_collected
 from ml_service.util.cli import run_cli
+from ml_service.util.deploy_local import production_or_version
 from ml_service.util.env_variables import BackendSettings, ScoringSettings, TrainingSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -242,17 +243,6 @@ def write_report(folder: Path, report: Mapping[str, Any], current: pd.DataFrame,
 
 
 # -- the parts that read the store -----------------------------------------------------------
-def chosen_model(backend: Any, name: str, version: Optional[int]) -> ModelVersion:
-    """The given model version, or the production one."""
-    if version is not None:
-        return backend.get_model(name, version)
-    model = backend.get_production_model(name)
-    if model is None:
-        raise ModelNotFoundError(f"no production version of {name!r}: run `make run` first, "
-                                 "or give --model_version")
-    return model
-
-
 def training_frame(backend: Any, model: ModelVersion) -> Tuple[str, pd.DataFrame]:
     """The dataset version the model was trained on (its tags), loaded."""
     name, version = model.tags.get("dataset_name"), model.tags.get("dataset_version")
@@ -316,7 +306,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     training = TrainingSettings.from_env()
     backend = get_backend(settings, training)
     service = args.service or ScoringSettings.from_env().service_name
-    model = chosen_model(backend, training.model_name, args.model_version)
+    model = production_or_version(backend, training.model_name, args.model_version)
     dataset, frame = training_frame(backend, model)
     collected = collected_records(args, backend, service)
     records = [r for r in collected.records

@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Optional
 
-from ml_service.backends.base import Backend, Deployment, ServiceSpec
+from ml_service.backends.base import Backend, Deployment, ModelVersion, ServiceSpec
 from ml_service.backends.local import LocalBackend, check_name
 from ml_service.errors import ModelNotFoundError
 from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
@@ -34,17 +34,23 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def production_or_version(backend: Backend, model_name: str,
+                          version: Optional[int] = None) -> ModelVersion:
+    """The given version of a model, or its production version; ModelNotFoundError if none."""
+    if version is not None:
+        return backend.get_model(model_name, version)
+    model = backend.get_production_model(model_name)
+    if model is None:
+        raise ModelNotFoundError(f"model {model_name!r} has no production version; "
+                                 "run the training pipeline first (make run)")
+    return model
+
+
 def deploy_production_model(backend: Backend, model_name: str, service: str,
                             version: Optional[int] = None,
                             spec: Optional[ServiceSpec] = None) -> Deployment:
     """Deploy the production (or a given) version of a model (default: as a local service)."""
-    if version is not None:
-        model = backend.get_model(model_name, version)
-    else:
-        model = backend.get_production_model(model_name)
-        if model is None:
-            raise ModelNotFoundError(f"model {model_name!r} has no production version; "
-                                     "run the training pipeline first (make run)")
+    model = production_or_version(backend, model_name, version)
     LOGGER.info("Deploying %s version %d as %r", model.name, model.version, service)
     deployment = backend.deploy_model(model, service, spec or scoring_service_spec())
     LOGGER.info("Service %r is up at %s", service, deployment.scoring_uri)
