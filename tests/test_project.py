@@ -3,9 +3,12 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from ml_service.paths import PROJECT_ROOT
 from ml_service.util.lock_environments import environments_of
-from ml_service.util.env_variables import BatchScoringSettings, TrainingSettings
+from ml_service.util.env_variables import (BatchScoringSettings, EnvironmentV2Settings,
+                                           TrainingSettings)
 
 
 # The only pins of the batch scoring environment that differ from pyproject.toml, and why.
@@ -13,6 +16,13 @@ BATCH_ONLY_PINS = {
     "azureml-dataset-runtime": "ParallelRunStep reads a tabular input with its fuse,pandas extras",
     "pandas": "azureml-dataset-runtime[pandas] requires pandas < 2 (the project pins 3)",
     "numpy": "azureml-dataset-runtime[pandas] requires numpy < 2 (the project pins 2)",
+}
+
+# The only pins of the SDK v2 steps' environment that differ from pyproject.toml, and why.
+V2_ONLY_PINS = {
+    "azureml-mlflow": "MLflow's azureml:// tracking and registry in a v2 command job",
+    "mlflow": "azureml-mlflow 1.62 requires mlflow-skinny <= 3.15.0 (the project pins 3.17)",
+    "pandas": "mlflow 3.15 requires pandas < 3 (the project pins 3)",
 }
 
 
@@ -23,26 +33,30 @@ def direct_pins(pyproject: Path) -> dict:
                            "\n".join(dependencies), re.MULTILINE))
 
 
-def test_batch_scoring_pins_differ_only_where_the_dataset_runtime_requires():
-    """The batch environment is locked on its own (the conda file is written from that
-    lock and checked against it by tests/test_lock.py); what it asks for differs from the
-    project only where the dataset runtime requires."""
+@pytest.mark.parametrize("conda_file, allowed", [
+    (BatchScoringSettings().conda_file, BATCH_ONLY_PINS),
+    (EnvironmentV2Settings().conda_file, V2_ONLY_PINS),
+], ids=["batch scoring", "SDK v2 steps"])
+def test_environments_locked_apart_differ_only_where_they_must(conda_file, allowed):
+    """The batch scoring and SDK v2 environments are locked on their own (each conda file is
+    written from its lock and checked against it by tests/test_lock.py); what they ask for
+    differs from the project only where a platform package requires."""
     declared = direct_pins(PROJECT_ROOT / "pyproject.toml")
     environments = {e.conda_file: e for e in environments_of(PROJECT_ROOT)}
-    batch_project = environments[BatchScoringSettings().conda_file].project
-    assert batch_project not in ("", ".")
-    batch = direct_pins(PROJECT_ROOT / batch_project / "pyproject.toml")
-    assert {"scikit-learn", "joblib", "azureml-core"} <= set(batch)
-    differing = {name for name, version in batch.items() if declared.get(name) != version}
-    assert differing == set(BATCH_ONLY_PINS), differing ^ set(BATCH_ONLY_PINS)
+    project = environments[conda_file].project
+    assert project not in ("", ".")
+    pins = direct_pins(PROJECT_ROOT / project / "pyproject.toml")
+    assert {"scikit-learn", "joblib", "azureml-core"} <= set(pins)
+    differing = {name for name, version in pins.items() if declared.get(name) != version}
+    assert differing == set(allowed), differing ^ set(allowed)
 
 
 def test_env_example_documents_every_setting():
     read = set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', (PROJECT_ROOT / "ml_service" / "util" /
                                                       "env_variables.py").read_text()))
     read.add("MLOPS_STEP_LAUNCHER")  # read by the local executor
-    documented = set(re.findall(r"^#?\s*([A-Z_]+)=", (PROJECT_ROOT / ".env.example").read_text(),
-                                re.MULTILINE))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=",
+                                (PROJECT_ROOT / ".env.example").read_text(), re.MULTILINE))
     assert {"WORKSPACE_NAME", "AML_COMPUTE_CLUSTER_NAME", "BUILD_BUILDID"} <= read
     # AZUREML_RUN_ID is set by Azure ML itself; STANDARD_DS2_V2 is a default value.
     assert read - {"AZUREML_RUN_ID", "STANDARD_DS2_V2"} <= documented, read - documented

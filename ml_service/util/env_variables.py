@@ -242,6 +242,22 @@ class EnvironmentSettings:
 
 
 @dataclass(frozen=True)
+class EnvironmentV2Settings:
+    """The environment the training steps run in on Azure ML SDK v2: a conda file (its own
+    lock: azureml-mlflow caps MLflow below the project's pin) on a base image."""
+
+    conda_file: str = "diabetes_regression/conda_dependencies_v2.yml"
+    base_image: str = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "EnvironmentV2Settings":
+        """Read AML_ENV_V2_CONDA_DEP_FILE and AML_ENV_V2_BASE_IMAGE."""
+        env = os.environ if env is None else env
+        return cls(conda_file=_text(env, "AML_ENV_V2_CONDA_DEP_FILE", cls.conda_file),
+                   base_image=_text(env, "AML_ENV_V2_BASE_IMAGE", cls.base_image))
+
+
+@dataclass(frozen=True)
 class AzureScoringSettings:
     """Names of the Azure scoring services and of the AKS cluster."""
 
