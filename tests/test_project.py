@@ -20,6 +20,7 @@ BATCH_ONLY_PINS = {
 
 # The only pins of the SDK v2 steps' environment that differ from pyproject.toml, and why.
 V2_ONLY_PINS = {
+    "azureml-fsspec": "pandas reads a data asset's azureml:// path in a v2 command job",
     "azureml-mlflow": "MLflow's azureml:// tracking and registry in a v2 command job",
     "mlflow": "azureml-mlflow 1.62 requires mlflow-skinny <= 3.15.0 (the project pins 3.17)",
     "pandas": "mlflow 3.15 requires pandas < 3 (the project pins 3)",

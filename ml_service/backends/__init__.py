@@ -8,14 +8,14 @@ from ml_service.backends.base import Backend
 from ml_service.errors import ConfigurationError
 from ml_service.util.env_variables import BackendSettings, ScoringSettings, TrainingSettings
 
-SUPPORTED = ("local", "azureml")
+SUPPORTED = ("local", "azureml", "azureml-v2")
 
 
 def get_backend(backend: Optional[BackendSettings] = None,
                 training: Optional[TrainingSettings] = None,
                 scoring: Optional[ScoringSettings] = None) -> Backend:
-    """Return the backend named by MLOPS_BACKEND: local by default, azureml inside an
-    Azure ML run."""
+    """Return the backend named by MLOPS_BACKEND: local by default, azureml (SDK v1) inside
+    an Azure ML run, azureml-v2 (SDK v2) when chosen (its pipeline's steps choose it)."""
     backend = backend or BackendSettings.from_env()
     training = training or TrainingSettings.from_env()
     scoring = scoring or ScoringSettings.from_env()
@@ -27,6 +27,10 @@ def get_backend(backend: Optional[BackendSettings] = None,
         from ml_service.backends.azureml import AzureMLBackend
 
         return AzureMLBackend(training)
+    if backend.kind == "azureml-v2":
+        from ml_service.backends.azureml_v2 import AzureMLv2Backend
+
+        return AzureMLv2Backend(training)
     raise ConfigurationError(
         f"MLOPS_BACKEND={backend.kind!r} is not a backend here; supported: "
         f"{', '.join(SUPPORTED)}")

@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set,
                     Tuple)
@@ -57,6 +57,9 @@ class ComputeEnvironment:
 
     conda_file: str
     scripts: Tuple[str, ...]
+    # Distributions that no import names but the platform loads (an MLflow plugin, found by
+    # entry point): distribution -> what needs it.
+    plugins: Mapping[str, str] = field(default_factory=dict)
 
 
 class Problem(NamedTuple):
@@ -70,6 +73,26 @@ class Problem(NamedTuple):
     def __str__(self) -> str:
         return (f"{self.conda_file}: {self.script} imports {self.module}, but "
                 f"{self.distribution} does not resolve from it")
+
+
+class MissingPlugin(NamedTuple):
+    """A distribution the platform loads by entry point that the environment lacks."""
+
+    conda_file: str
+    distribution: str
+    needed_by: str
+
+    def __str__(self) -> str:
+        return (f"{self.conda_file}: {self.needed_by} needs {self.distribution}, but it does "
+                "not resolve from it")
+
+
+def missing_plugins(environment: ComputeEnvironment,
+                    resolved: Mapping[str, str]) -> List[MissingPlugin]:
+    """The environment's plugins that the resolved set lacks."""
+    return [MissingPlugin(environment.conda_file, name, needed_by)
+            for name, needed_by in sorted(environment.plugins.items())
+            if canonical_name(name) not in resolved]
 
 
 # -- pure parts: requirements, pip's report, the import graph, module -> distribution --------
@@ -179,16 +202,22 @@ def compute_environments() -> List[ComputeEnvironment]:
         as batch
     from ml_service.pipelines import diabetes_regression_pipeline as training
     from ml_service.util.env_variables import (BatchScoringSettings, EnvironmentSettings,
-                                               TrainingSettings)
+                                               EnvironmentV2Settings, TrainingSettings)
 
     # Every step of the one pipeline definition (a new step is checked without listing it
     # here), and the scoring script, which runs in the same environment.
-    steps = training.build_training_pipeline(TrainingSettings()).steps
+    steps = tuple(step.script
+                  for step in training.build_training_pipeline(TrainingSettings()).steps)
     return [
         ComputeEnvironment(EnvironmentSettings.from_env().conda_file,
-                           tuple(step.script for step in steps) + (training.SCORE_SCRIPT,)),
+                           steps + (training.SCORE_SCRIPT,)),
         ComputeEnvironment(BatchScoringSettings.from_env().conda_file,
                            (batch.ENTRY_SCRIPT, batch.COPY_SCRIPT)),
+        # The same steps on SDK v2, where MLflow logs and registers to the workspace.
+        ComputeEnvironment(EnvironmentV2Settings.from_env().conda_file, steps,
+                           {"azureml-mlflow": "MLflow's azureml:// tracking URI of a v2 "
+                                              "command job",
+                            "azureml-fsspec": "pandas reading a data asset's azureml:// path"}),
     ]
 
 
@@ -218,7 +247,7 @@ def resolve(requirements: Sequence[str], pip: Sequence[str]) -> Dict[str, Any]:
 def check_environment(environment: ComputeEnvironment, root: Path, pip: Sequence[str],
                       top_level: Mapping[str, Sequence[str]], index: Mapping[str, Set[str]],
                       project_packages: Sequence[str] = PROJECT_PACKAGES
-                      ) -> Tuple[int, List[Problem]]:
+                      ) -> Tuple[int, List[Any]]:
     """Resolve one environment; return the number of distributions and the problems."""
     conda_file = Path(root) / environment.conda_file
     try:
@@ -236,8 +265,8 @@ def check_environment(environment: ComputeEnvironment, root: Path, pip: Sequence
         raise ConfigurationError(f"{environment.conda_file}: {err}") from err
     needs = {script: third_party_imports(Path(root) / script, root, project_packages)
              for script in environment.scripts}
-    return len(resolved), find_problems(environment.conda_file, needs, resolved, top_level,
-                                        index)
+    return len(resolved), (find_problems(environment.conda_file, needs, resolved, top_level,
+                                         index) + missing_plugins(environment, resolved))
 
 
 def lock_problems(environments: Sequence[ComputeEnvironment], uv: Uv) -> List[str]:
@@ -275,7 +304,7 @@ def run_checks(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=len(environments)) as pool:
         results = list(pool.map(
             lambda e: check_environment(e, args.root, pip, top_level, index), environments))
-    problems: List[Problem] = [p for _, found in results for p in found]
+    problems = [p for _, found in results for p in found]
     sizes = [f"{e.conda_file} ({size} distributions)"
              for e, (size, _) in zip(environments, results)]
     for problem in problems:

@@ -162,6 +162,17 @@ def test_one_environment_is_resolved_and_checked(tree, fake_pip):
     assert [p.distribution for p in problems] == ["azureml-pipeline-core"]
 
 
+def test_a_plugin_no_script_imports_must_resolve_too(tree, fake_pip):
+    (tree / "env.yml").write_text(CONDA)
+    environment = ComputeEnvironment("env.yml", (), {"azureml-mlflow": "MLflow's azureml:// "
+                                                                       "tracking",
+                                                     "PyYAML": "the loader"})
+    problems = check.check_environment(environment, tree, fake_pip, TOP_LEVEL, {}, ("pkg",))[1]
+    assert [str(p) for p in problems] == [
+        "env.yml: MLflow's azureml:// tracking needs azureml-mlflow, but it does not resolve "
+        "from it"]
+
+
 @pytest.mark.parametrize("conda, message", [
     (CONDA + "      - fail==9\n", "env.yml: the requirements do not resolve: ERROR: No matching"),
     (CONDA.replace(f"python={PYTHON}", "python=3.9"), "pins python=3.9"),
@@ -175,17 +186,21 @@ def test_an_environment_that_cannot_be_checked_is_named(tree, fake_pip, conda, m
 
 def test_the_environments_are_the_projects_conda_files_and_scripts():
     environments = {e.conda_file: e.scripts for e in check.compute_environments()}
+    steps = ("diabetes_regression/validate/validate_data.py",
+             "diabetes_regression/training/train_aml.py",
+             "diabetes_regression/evaluate/evaluate_model.py",
+             "diabetes_regression/register/register_model.py")
     assert environments == {
-        "diabetes_regression/conda_dependencies.yml": (
-            "diabetes_regression/validate/validate_data.py",
-            "diabetes_regression/training/train_aml.py",
-            "diabetes_regression/evaluate/evaluate_model.py",
-            "diabetes_regression/register/register_model.py",
-            "diabetes_regression/scoring/score.py"),
+        "diabetes_regression/conda_dependencies.yml": steps + (
+            "diabetes_regression/scoring/score.py",),
         "diabetes_regression/batchscore_conda_dependencies.yml": (
             "diabetes_regression/scoring/parallel_batchscore.py",
             "diabetes_regression/scoring/batchscore_copy_output.py"),
+        "diabetes_regression/conda_dependencies_v2.yml": steps,
     }
+    plugins = {e.conda_file: set(e.plugins) for e in check.compute_environments()}
+    assert plugins["diabetes_regression/conda_dependencies_v2.yml"] == {"azureml-mlflow",
+                                                                        "azureml-fsspec"}
 
 
 def test_the_report_is_read_as_pip_writes_it(tmp_path):

@@ -1,0 +1,381 @@
+"""The SDK v2 backend over azure-ai-ml's own entities and spec'd operations, offline.
+
+Each operation group of MLClient (models, data, components, jobs, compute, datastores) is an
+autospec of the real azure-ai-ml class (``spec_set=True``) whose methods act on an in-memory
+workspace holding azure-ai-ml's own entities (Model, Data, PipelineComponent, PipelineJob),
+so state carries from one call to the next. What lies below those operations (uploads, REST
+calls) needs a workspace and is listed in the README as untested here. Step runs use real
+MLflow on a local store, as a v2 job's MLflow would on the workspace's.
+"""
+import copy
+import itertools
+import shutil
+from pathlib import Path
+from unittest.mock import create_autospec
+
+import pytest
+from azure.ai.ml.entities import (AmlCompute, Component, Data, Model, PipelineComponent,
+                                  PipelineJob)
+from azure.ai.ml.exceptions import JobException
+from azure.ai.ml.operations import (ComponentOperations, ComputeOperations, DataOperations,
+                                    DatastoreOperations, JobOperations, ModelOperations)
+from azure.core.exceptions import ResourceNotFoundError
+
+from ml_service.backends import get_backend
+from ml_service.backends.azureml import PRODUCTION_SINCE_TAG, PRODUCTION_TAG
+from ml_service.backends.azureml_v2 import AzureMLv2Backend, step_variables
+from ml_service.backends.base import DatasetVersion, PublishedPipeline
+from ml_service.errors import (ConfigurationError, ModelAlreadyRegisteredError,
+                               ModelNotFoundError)
+from ml_service.pipelines.azureml_v2_pipeline import asset_name
+from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
+from ml_service.util.env_variables import (AzureScoringSettings, BackendSettings,
+                                           ComputeSettings, EnvironmentV2Settings,
+                                           TrainingSettings, WorkspaceSettings)
+
+WORKSPACE = WorkspaceSettings("00000000-0000-0000-0000-000000000000", "rg", "ws")
+MODEL = TrainingSettings().model_name
+
+
+class FakeWorkspace:
+    """An Azure ML workspace's assets and jobs, as azure-ai-ml entities, in memory."""
+
+    def __init__(self) -> None:
+        self.models, self.data, self.components, self.jobs = {}, {}, {}, {}
+        self.computes = {}
+        self.model_writes = 0
+        self.fail_on_model_write = None
+        self.job_status = "Completed"
+        self.cancelled = []
+        self.downloads = []
+        self.names = (f"job_{n}" for n in itertools.count(1))
+
+    @staticmethod
+    def _missing(kind, name, version=None):
+        return ResourceNotFoundError(f"{kind} {name}:{version} not found")
+
+    # models
+    def create_model(self, model):
+        self.model_writes += 1
+        if self.model_writes == self.fail_on_model_write:
+            raise ResourceNotFoundError("the service dropped the connection")
+        versions = self.models.setdefault(model.name, {})
+        stored = copy.deepcopy(model)
+        if stored.version is None:
+            stored.version = str(len(versions) + 1)
+        versions[stored.version] = stored
+        return copy.deepcopy(stored)
+
+    def get_model(self, name, version=None, label=None):
+        try:
+            return copy.deepcopy(self.models[name][version])
+        except KeyError:
+            raise self._missing("model", name, version) from None
+
+    def list_models(self, name=None, **_):
+        if name not in self.models:
+            raise self._missing("model", name)
+        return [copy.deepcopy(m) for m in self.models[name].values()]
+
+    def download_model(self, name, version, download_path="."):
+        self.get_model(name, version)
+        folder = Path(download_path) / name / "model"
+        folder.mkdir(parents=True)
+        (folder / "MLmodel").write_text("flavors: {}\n")
+        self.downloads.append((name, version))
+
+    def tags(self, version):
+        return dict(self.models[MODEL][str(version)].tags or {})
+
+    # data
+    def create_data(self, data):
+        versions = self.data.setdefault(data.name, {})
+        stored = copy.deepcopy(data)
+        stored.version = str(len(versions) + 1)
+        versions[stored.version] = stored
+        return copy.deepcopy(stored)
+
+    def get_data(self, name, version=None, label=None):
+        versions = self.data.get(name, {})
+        key = str(max(map(int, versions))) if label == "latest" and versions else version
+        if key not in versions:
+            raise self._missing("data", name, version or label)
+        return copy.deepcopy(versions[key])
+
+    # components and jobs
+    def create_component(self, component, version=None, **_):
+        """Kept as the service keeps it: its REST form, with the id the service gives it."""
+        version = version or component.version
+        rest = component._to_rest_object()
+        rest.name = version
+        rest.id = (f"/subscriptions/{WORKSPACE.subscription_id}/resourceGroups/rg/providers/"
+                   f"Microsoft.MachineLearningServices/workspaces/ws/components/"
+                   f"{component.name}/versions/{version}")
+        self.components[(component.name, version)] = rest
+        return self.get_component(component.name, version)
+
+    def get_component(self, name, version=None, label=None):
+        if (name, version) not in self.components:
+            raise self._missing("component", name, version)
+        # A copy: building the entity consumes parts of the REST form.
+        return Component._from_rest_object(copy.deepcopy(self.components[(name, version)]))
+
+    def list_components(self, name=None, **_):
+        return [self.get_component(n, v) for (n, v) in self.components if n == name]
+
+    def create_job(self, job, **_):
+        job.name = next(self.names)
+        job._status = "NotStarted"  # what the service answers; the SDK has no setter
+        self.jobs[job.name] = job
+        return job
+
+    def stream(self, name):
+        self.jobs[name]._status = self.job_status
+        if self.job_status == "Failed":
+            raise JobException(message="Exception : step failed", no_personal_data_message="x")
+
+    def get_job(self, name):
+        return self.jobs[name]
+
+    def cancel(self, name, **_):
+        self.cancelled.append(name)
+
+    # compute and datastores
+    def get_compute(self, name, **_):
+        if name not in self.computes:
+            raise self._missing("compute", name)
+        return self.computes[name]
+
+    def create_compute(self, compute, **_):
+        self.computes[compute.name] = compute
+        poller = create_autospec(LroPoller, spec_set=True, instance=True)
+        poller.result.return_value = compute
+        return poller
+
+
+class LroPoller:
+    """The part of azure-core's LROPoller the backend uses."""
+
+    def result(self, timeout=None):
+        """Wait for the operation; return its result."""
+
+
+class Datastore:
+    """What the backend reads of the default datastore."""
+
+    name = "workspaceblobstore"
+
+
+def operations(cls, **methods):
+    """A spec'd azure-ai-ml operations object whose methods are the fake's."""
+    mock = create_autospec(cls, spec_set=True, instance=True)
+    for name, method in methods.items():
+        getattr(mock, name).side_effect = method
+    return mock
+
+
+class FakeClient:
+    """MLClient's operation groups that the backend uses, each spec'd from azure-ai-ml."""
+
+    def __init__(self, fake: FakeWorkspace) -> None:
+        self.models = operations(ModelOperations, create_or_update=fake.create_model,
+                                 get=fake.get_model, list=fake.list_models,
+                                 download=fake.download_model)
+        self.data = operations(DataOperations, create_or_update=fake.create_data,
+                               get=fake.get_data)
+        self.components = operations(ComponentOperations,
+                                     create_or_update=fake.create_component,
+                                     get=fake.get_component, list=fake.list_components)
+        self.jobs = operations(JobOperations, create_or_update=fake.create_job,
+                               stream=fake.stream, get=fake.get_job, begin_cancel=fake.cancel)
+        self.compute = operations(ComputeOperations, get=fake.get_compute,
+                                  begin_create_or_update=fake.create_compute)
+        self.datastores = operations(DatastoreOperations)
+        self.datastores.get_default.return_value = Datastore()
+
+
+@pytest.fixture
+def fake():
+    return FakeWorkspace()
+
+
+@pytest.fixture
+def backend(fake):
+    return AzureMLv2Backend(TrainingSettings(build_id="42"), ComputeSettings(),
+                            EnvironmentV2Settings(), AzureScoringSettings(), WORKSPACE,
+                            client=FakeClient(fake))
+
+
+@pytest.fixture
+def model_folder(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    return folder
+
+
+def test_chosen_by_mlops_backend_without_touching_the_service():
+    backend = get_backend(BackendSettings.from_env({"MLOPS_BACKEND": "azureml-v2"}),
+                          TrainingSettings())
+    assert isinstance(backend, AzureMLv2Backend) and backend.name == "azureml-v2"
+    assert backend._client is None and backend._workspace is None
+
+
+def test_models_are_mlflow_model_assets_registered_once_per_run(backend, fake, model_folder):
+    registered = backend.register_model(MODEL, model_folder, "run_1", {"mse": "3.0"},
+                                        DatasetVersion("diabetes_ds", 2))
+    assert (registered.version, registered.run_id) == (1, "run_1")
+    stored = fake.models[MODEL]["1"]
+    assert isinstance(stored, Model) and stored.type == "mlflow_model"
+    assert stored.path == str(model_folder)
+    assert stored.tags == {"mse": "3.0", "run_id": "run_1"}
+    assert "diabetes_ds version 2" in stored.description
+    with pytest.raises(ModelAlreadyRegisteredError, match="version 1 is already registered"):
+        backend.register_model(MODEL, model_folder, "run_1", {})
+    assert backend.register_model(MODEL, model_folder, "run_2", {}).version == 2
+    assert [m.run_id for m in backend.list_models(MODEL)] == ["run_1", "run_2"]
+    assert [m.version for m in backend.list_models(MODEL, run_id="run_2")] == [2]
+
+
+def test_no_model_yet_means_no_production_and_no_versions(backend):
+    assert backend.get_production_model(MODEL) is None
+    assert backend.list_models(MODEL) == []
+    with pytest.raises(ModelNotFoundError, match="version 3"):
+        backend.get_model(MODEL, 3)
+
+
+def test_promotion_moves_the_production_tag_and_never_leaves_zero(backend, fake,
+                                                                  model_folder):
+    for run in ("run_1", "run_2", "run_3"):
+        backend.register_model(MODEL, model_folder, run, {})
+    backend.set_production_model(MODEL, 1)
+    assert backend.get_production_model(MODEL).version == 1
+    backend.set_production_model(MODEL, 2)
+    assert backend.get_production_model(MODEL).version == 2
+    assert PRODUCTION_TAG not in fake.tags(1) and PRODUCTION_SINCE_TAG not in fake.tags(1)
+    assert fake.tags(2)["run_id"] == "run_2"  # other tags are kept
+    # The write that untags version 2 fails: versions 2 and 3 are both tagged, 3 wins.
+    fake.fail_on_model_write = fake.model_writes + 2
+    with pytest.raises(ResourceNotFoundError):
+        backend.set_production_model(MODEL, 3)
+    assert fake.tags(2)[PRODUCTION_TAG] == fake.tags(3)[PRODUCTION_TAG] == "true"
+    assert backend.get_production_model(MODEL).version == 3
+    # The next promotion removes the stale tag.
+    backend.set_production_model(MODEL, 1)
+    tagged = [v for v in ("1", "2", "3") if fake.tags(v).get(PRODUCTION_TAG) == "true"]
+    assert tagged == ["1"]
+
+
+def test_a_downloaded_model_is_its_mlflow_folder(backend, fake, model_folder, tmp_path):
+    model = backend.register_model(MODEL, model_folder, "run_1", {})
+    path = backend.download_model(model, tmp_path / "download")
+    assert (path / "MLmodel").is_file() and fake.downloads == [(MODEL, "1")]
+
+
+def test_datasets_are_versioned_uri_file_data_assets(backend, fake, tmp_path):
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b\n1,2\n")
+    assert backend.find_dataset("ds") is None
+    assert backend.register_dataset("ds", csv, "first").version == 1
+    assert backend.register_dataset("ds", csv, "second").version == 2
+    assert backend.find_dataset("ds") == DatasetVersion("ds", 2, "second")
+    assert backend.find_dataset("ds", "1") == DatasetVersion("ds", 1, "first")
+    assert backend.find_dataset("ds", "7") is None
+    stored = fake.data["ds"]["1"]
+    assert isinstance(stored, Data) and stored.type == "uri_file"
+    assert stored.path == str(csv)
+
+
+def test_a_path_on_the_datastore_is_registered_by_its_azureml_uri(backend, fake):
+    backend.register_dataset("ds", Path("incoming/new.csv"))
+    assert fake.data["ds"]["1"].path == (
+        "azureml://datastores/workspaceblobstore/paths/incoming/new.csv")
+
+
+def test_publish_registers_the_pipeline_component_versioned_by_build_id(backend, fake):
+    definition = build_training_pipeline(TrainingSettings())
+    published = backend.publish_pipeline(definition, "42", "retraining")
+    assert (published.name, published.version) == (definition.name, "42")
+    component = fake.get_component(asset_name(definition.name), "42")
+    assert isinstance(component, PipelineComponent) and published.id == component.id
+    assert list(component.jobs) == [asset_name(s.name) for s in definition.steps]
+    assert component.description == "retraining"
+    for node in component.jobs.values():
+        assert node.environment_variables == step_variables(WORKSPACE, AzureScoringSettings())
+        assert node.environment_variables["MLOPS_BACKEND"] == "azureml-v2"
+    created = fake.computes[ComputeSettings().cluster_name]
+    assert isinstance(created, AmlCompute) and created.tier == "low_priority"
+
+
+def test_run_train_pipeline_finds_exactly_the_build_and_submits_a_tagged_job(backend, fake):
+    definition = build_training_pipeline(TrainingSettings())
+    backend.publish_pipeline(definition, "41")
+    backend.publish_pipeline(definition, "42")
+    assert [p.version for p in backend.list_published_pipelines(definition.name)] == [
+        "41", "42"]
+    [found] = backend.list_published_pipelines(definition.name, "42")
+    assert backend.list_published_pipelines(definition.name, "43") == []
+    run = backend.submit_pipeline(found, {"model_name": "m.pkl"}, {"BuildId": "42"},
+                                  wait=True)
+    assert (run.id, run.status) == ("job_1", "Completed")
+    job = fake.jobs["job_1"]
+    assert isinstance(job, PipelineJob) and job.tags == {"BuildId": "42"}
+    assert job.component.version == "42"
+    assert job.inputs["model_name"]._data == "m.pkl"
+    assert job.settings.default_compute == f"azureml:{ComputeSettings().cluster_name}"
+    assert job.experiment_name == TrainingSettings().experiment_name
+
+
+def test_a_failed_job_is_reported_as_failed_not_raised(backend, fake):
+    definition = build_training_pipeline(TrainingSettings())
+    published = backend.publish_pipeline(definition, "42")
+    fake.job_status = "Failed"
+    assert backend.submit_pipeline(published, {}, {}, wait=True).status == "Failed"
+    fake.job_status = "Completed"
+    assert backend.submit_pipeline(published, {}, {}).status == "NotStarted"
+
+
+def test_submitting_an_unpublished_version_is_an_error(backend):
+    with pytest.raises(ResourceNotFoundError):
+        backend.submit_pipeline(PublishedPipeline("x", "diabetes-Training-Pipeline", "9"),
+                                {}, {})
+
+
+def test_a_step_outside_a_v2_job_is_told_where_it_runs(backend, monkeypatch):
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    with pytest.raises(ConfigurationError, match="MLFLOW_RUN_ID is not set"):
+        with backend.step_run("train"):
+            pass
+
+
+def test_a_step_in_a_v2_job_logs_to_its_run_and_the_pipeline_and_cancels_the_job(
+        backend, fake, monkeypatch, tmp_path, empty_store):
+    """MLflow as a v2 job sets it up: the tracking URI and the step's run id in the
+    environment, the step run a child of the pipeline job's run."""
+    from mlflow.tracking import MlflowClient
+
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("mlopspython")
+    pipeline = client.create_run(experiment).info.run_id
+    step = client.create_run(experiment, tags={"mlflow.parentRunId": pipeline}).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", step)
+    with backend.step_run("evaluate") as run:
+        assert (run.id, run.pipeline_run_id, run.experiment_name) == (
+            step, pipeline, "mlopspython")
+        run.log_metric("mse", 2.5)
+        run.set_pipeline_tags({"outcome": "not_registered"})
+        assert run.get_pipeline_metrics() == {"mse": 2.5}
+        assert run.get_pipeline_tags() == {"outcome": "not_registered"}
+        run.cancel_pipeline("not better than production")
+    assert client.get_run(step).data.metrics == {"mse": 2.5}
+    assert fake.cancelled == [pipeline]
+    assert client.get_run(pipeline).data.tags["mlops.cancel_reason"] == (
+        "not better than production")
+
+
+def test_deployments_name_the_backends_that_deploy(backend):
+    with pytest.raises(ConfigurationError, match="MLOPS_BACKEND=azureml"):
+        backend.get_deployment("svc")
