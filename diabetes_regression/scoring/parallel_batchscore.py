@@ -1,7 +1,11 @@
-"""Batch scoring script: Azure ML ParallelRunStep's entry script, and the local runner's.
+"""Batch scoring script: Azure ML ParallelRunStep's entry script (SDK v1), a v2 batch
+deployment's scoring script, and the local runner's.
 
 ParallelRunStep calls ``init()`` once per worker process and ``run(mini_batch)`` for
-every mini-batch of a tabular dataset (a pandas DataFrame). ``run`` returns the same
+every mini-batch of a tabular dataset (a pandas DataFrame). A v2 batch deployment calls
+the same two functions with a mini-batch of CSV file paths (a ``uri_folder`` input): each
+file is read as pandas reads it and scored, its rows in file order, so ``N`` below is the
+row's number in its file and a ``file`` column names the file. ``run`` returns the same
 rows, in the same order, with two columns appended:
 
 - ``prediction``: the model package's prediction (``training.prediction.predict``: a value,
@@ -24,13 +28,16 @@ uses them, and their number must match the model's.
 Arguments (read from ``sys.argv`` with ``parse_known_args``, so ParallelRunStep's own
 arguments are ignored): ``--model_name`` and ``--model_version`` (a number or
 ``production``) load the model through the backend (Azure ML inside a run, else the
-local store); ``--model_path`` loads a model file directly. ``--input_types dataprep``
+local store); ``--model_path`` loads a model file directly; with neither of them and
+AZUREML_MODEL_DIR set (a v2 batch deployment mounts its model there), the model is the one
+in that folder. ``--input_types dataprep``
 (the Azure ML pipeline passes it) says the mini-batches come from a tabular dataset, whose
 learnt column types are made the ones pandas gives the local runner (a 0/1 column arrives
 as booleans otherwise, and every row would be refused as "not a number").
 """
 import argparse
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -60,6 +67,9 @@ PREDICTION_COLUMN = "prediction"
 ERROR_COLUMN = "error"
 OUTPUT_COLUMNS = (PREDICTION_COLUMN, ERROR_COLUMN)
 PRODUCTION = "production"
+# Where a v2 batch deployment mounts its model; the column naming each row's input file.
+MODEL_DIR_VARIABLE = "AZUREML_MODEL_DIR"
+FILE_COLUMN = "file"
 
 model: Any = None
 # How the mini-batches' column types were decided (set by init()).
@@ -235,9 +245,11 @@ def init(argv: Optional[Sequence[str]] = None) -> None:
     global model, input_types
     args = parse_args(argv)
     input_types = args.input_types
-    if args.model_path is not None:
-        model = load_model(args.model_path)
-        LOGGER.info("Loaded model from %s", args.model_path)
+    mounted = os.environ.get(MODEL_DIR_VARIABLE)
+    path = args.model_path or (Path(mounted) if mounted and not args.model_name else None)
+    if path is not None:
+        model = load_model(path)
+        LOGGER.info("Loaded model from %s", path)
         return
     load_dotenv_file()
     training = TrainingSettings.from_env()
@@ -247,10 +259,36 @@ def init(argv: Optional[Sequence[str]] = None) -> None:
                                        args.model_version, Path(folder)))
 
 
-def run(mini_batch: pd.DataFrame) -> pd.DataFrame:
-    """Score one mini-batch: its rows with ``prediction`` and ``error`` appended."""
+def read_files(paths: Sequence[Any]) -> pd.DataFrame:
+    """The rows of a v2 batch deployment's mini-batch (CSV file paths), file by file, each
+    labelled with its number in its file and carrying the file's name."""
+    frames = []
+    for path in map(Path, paths):
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise BatchInputError(f"{path.name} is not a readable CSV file with a header "
+                                  f"row: {err}") from err
+        if FILE_COLUMN in frame.columns:
+            raise BatchInputError(f"{path.name} already has a {FILE_COLUMN!r} column, which "
+                                  "the output adds: rename or drop it")
+        frames.append(frame.assign(**{FILE_COLUMN: path.name}))
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames)
+
+
+def run(mini_batch: Any) -> pd.DataFrame:
+    """Score one mini-batch (a data frame, or a list of CSV files): its rows with
+    ``prediction`` and ``error`` appended."""
     if model is None:
         raise RuntimeError("no model loaded: init() must run before run()")
+    if isinstance(mini_batch, (list, tuple)):
+        frame = read_files(mini_batch)
+        if frame.empty:
+            return frame
+        scored = score_frame(frame.drop(columns=[FILE_COLUMN]), model)
+        return scored.assign(**{FILE_COLUMN: frame[FILE_COLUMN].to_numpy()})
     if input_types == DATAPREP:
         mini_batch = as_pandas_reads_it(mini_batch)
     return score_frame(mini_batch, model)

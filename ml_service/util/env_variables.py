@@ -300,6 +300,9 @@ class BatchScoringSettings:
     # Its own environment: ParallelRunStep's tabular input needs pandas < 2 (see the file).
     environment_name: str = "diabetes_regression_batchscore_env"
     conda_file: str = "diabetes_regression/batchscore_conda_dependencies.yml"
+    # SDK v2: the batch endpoint, and how many input files one mini-batch holds.
+    endpoint_name: str = "diabetes-batch"
+    files_per_mini_batch: int = 10
 
     def environment_settings(self, rebuild: bool = False) -> EnvironmentSettings:
         """The Azure ML environment the batch scoring steps run in."""
@@ -310,7 +313,8 @@ class BatchScoringSettings:
         """Read SCORING_PIPELINE_NAME, SCORING_DATASTORE_INPUT_PATH,
         SCORING_DATASTORE_OUTPUT_PATH, SCORING_OUTPUT_FILE_NAME, BATCHSCORE_NODE_COUNT,
         BATCHSCORE_PROCESS_COUNT_PER_NODE, BATCHSCORE_MINI_BATCH_SIZE,
-        BATCHSCORE_ERROR_THRESHOLD and BATCHSCORE_RUN_INVOCATION_TIMEOUT."""
+        BATCHSCORE_ERROR_THRESHOLD, BATCHSCORE_RUN_INVOCATION_TIMEOUT, and for SDK v2
+        BATCH_ENDPOINT_NAME and BATCHSCORE_FILES_PER_MINI_BATCH."""
         env = os.environ if env is None else env
 
         def text(name: str, default: str) -> str:
@@ -332,4 +336,7 @@ class BatchScoringSettings:
             error_threshold=_integer(env, "BATCHSCORE_ERROR_THRESHOLD", cls.error_threshold, -1),
             run_invocation_timeout=_integer(env, "BATCHSCORE_RUN_INVOCATION_TIMEOUT",
                                             cls.run_invocation_timeout, 1),
+            endpoint_name=text("BATCH_ENDPOINT_NAME", cls.endpoint_name),
+            files_per_mini_batch=_integer(env, "BATCHSCORE_FILES_PER_MINI_BATCH",
+                                          cls.files_per_mini_batch, 1),
         )

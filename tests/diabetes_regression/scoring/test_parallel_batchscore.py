@@ -186,6 +186,39 @@ def test_init_reads_sys_argv_and_run_scores_with_the_loaded_model(model, model_f
     assert (scored["prediction"].to_numpy() == expected(model, SAMPLE.head(20))).all()
 
 
+def test_a_v2_batch_deployment_scores_its_mounted_model_on_a_list_of_files(
+        model, model_file, tmp_path, monkeypatch):
+    """A v2 batch deployment mounts the model at AZUREML_MODEL_DIR, passes no arguments
+    and hands run() the paths of a mini-batch's files."""
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(model_file.parent))
+    batchscore.init([])
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    SAMPLE.head(3).to_csv(first, index=False)
+    bad = SAMPLE.iloc[3:6].astype(object)
+    bad.iloc[1, bad.columns.get_loc(SECOND)] = "abc"
+    bad.to_csv(second, index=False)
+    scored = batchscore.run([str(first), str(second)])
+    assert list(scored["file"]) == ["a.csv"] * 3 + ["b.csv"] * 3
+    assert list(scored.columns[:len(SAMPLE.columns)]) == list(SAMPLE.columns)
+    assert np.allclose(scored["prediction"].iloc[:3], expected(model, SAMPLE.head(3)))
+    assert scored["error"].tolist()[3:] == [
+        "", f"row 1: {SECOND} value 'abc' is not a number", ""]
+    assert math.isnan(scored["prediction"].iloc[4])
+    assert batchscore.run([]).empty
+
+
+def test_a_file_that_cannot_be_scored_is_named(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(batchscore, "model", model)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(batchscore.BatchInputError, match="empty.csv is not a readable CSV"):
+        batchscore.run([str(empty)])
+    clash = tmp_path / "clash.csv"
+    SAMPLE.head(2).assign(file="x").to_csv(clash, index=False)
+    with pytest.raises(batchscore.BatchInputError, match="clash.csv already has a 'file'"):
+        batchscore.run([str(clash)])
+
+
 LOAD_BY_PATH = """
 import importlib.util, sys
 # As ParallelRunStep's driver: the project is not importable, the script is loaded by path.
