@@ -18,7 +18,7 @@ LOCKS := $(PYTHON) -m ml_service.util.lock_environments --uv $(UV) --python $(PY
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-quick lock check-lock lint monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
+.PHONY: help run test test-quick lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ $(INDEX_CACHE): uv.lock | $(UV) $(STAMP)
 
 lint: $(STAMP) ## Lint with flake8 (blocks the build)
 	$(BIN)/python -m flake8
+
+azure-validate: $(STAMP) ## Build and validate every Azure ML object offline (SDK v1 and v2), one line each
+	$(BIN)/python -m ml_service.util.azure_validate
 
 monitor: $(STAMP) ## Compare what the local service collected with its training data; exit 3 on drift (SINCE= UNTIL= SERVICE= REGISTER=1 RETRAIN=1)
 	$(BIN)/python -m ml_service.monitoring.monitor $(if $(SERVICE),--service "$(SERVICE)") $(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)") $(if $(REGISTER),--register) $(if $(RETRAIN),--retrain)

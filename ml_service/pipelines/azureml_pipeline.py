@@ -52,11 +52,12 @@ def _data_objects(names: Tuple[str, ...], step_name: str,
     return [_resolve_argument(DataRef(name), step_name, {}, data) for name in names]
 
 
-def translate_pipeline(workspace: Workspace, definition: PipelineDefinition,
-                       compute_target: ComputeTargetSpec, run_config: RunConfiguration,
-                       default_datastore: Optional[AbstractDatastore] = None,
-                       workflow_provider: Optional[Any] = None) -> Pipeline:
-    """Build the Azure ML Pipeline for ``definition``: one PythonScriptStep per step, in order."""
+def build_steps(definition: PipelineDefinition, compute_target: ComputeTargetSpec,
+                run_config: RunConfiguration,
+                default_datastore: Optional[AbstractDatastore] = None
+                ) -> List[PythonScriptStep]:
+    """One PythonScriptStep per step of ``definition``, in order, joined by PipelineData and
+    each after the one before. Needs no workspace (the compute given as a tuple)."""
     parameters = {p.name: AzurePipelineParameter(name=p.name, default_value=p.default)
                   for p in definition.parameters}
     data = {name: PipelineData(name, datastore=default_datastore) for name in definition.data}
@@ -80,7 +81,15 @@ def translate_pipeline(workspace: Workspace, definition: PipelineDefinition,
             # Definition order is run order, also for steps that share no data edge.
             script_step.run_after(steps[-1])
         steps.append(script_step)
+    return steps
 
+
+def translate_pipeline(workspace: Workspace, definition: PipelineDefinition,
+                       compute_target: ComputeTargetSpec, run_config: RunConfiguration,
+                       default_datastore: Optional[AbstractDatastore] = None,
+                       workflow_provider: Optional[Any] = None) -> Pipeline:
+    """Build the Azure ML Pipeline for ``definition``: one PythonScriptStep per step, in order."""
+    steps = build_steps(definition, compute_target, run_config, default_datastore)
     options: Dict[str, Any] = {}
     if workflow_provider is not None:
         options["_workflow_provider"] = workflow_provider

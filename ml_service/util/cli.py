@@ -17,6 +17,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     # MLflow and the Azure SDKs are chatty at INFO.
     for name in ("mlflow", "alembic", "azureml", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # azure-ai-ml warns, once per class, that parts of its own schemas are experimental.
+    logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
 
 
 def run_cli(body: Callable[[], int]) -> int:
