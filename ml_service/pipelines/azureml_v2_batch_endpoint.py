@@ -93,19 +93,28 @@ def batch_deployment_spec(settings: BatchScoringSettings, model_name: str, model
 
 
 def load_batch_endpoint(spec: Mapping[str, Any]) -> Any:
-    """The BatchEndpoint of a spec, loaded (and schema-checked) by azure-ai-ml."""
+    """The BatchEndpoint of a spec, loaded (and schema-checked) by azure-ai-ml, its name
+    checked as the SDK checks it before sending it (which raises)."""
     from azure.ai.ml import load_batch_endpoint as load
+    from azure.ai.ml.entities._endpoint._endpoint_helpers import (
+        validate_endpoint_or_deployment_name)
 
-    return load(io.StringIO(yaml.safe_dump(dict(spec), sort_keys=False)))
+    endpoint = load(io.StringIO(yaml.safe_dump(dict(spec), sort_keys=False)))
+    validate_endpoint_or_deployment_name(endpoint.name)
+    return endpoint
 
 
 def load_batch_deployment(spec: Mapping[str, Any]) -> Any:
-    """The ModelBatchDeployment of a spec, loaded (and schema-checked) by azure-ai-ml, then
-    checked by its own validation (which raises)."""
+    """The ModelBatchDeployment of a spec, loaded (and schema-checked) by azure-ai-ml's
+    loader for that kind, then checked by its own validation and its name check (which
+    raise). The loader and the checks are the SDK's private names, pinned with it."""
+    from azure.ai.ml.entities._endpoint._endpoint_helpers import (
+        validate_endpoint_or_deployment_name)
     from azure.ai.ml.entities._load_functions import load_model_batch_deployment as load
 
     deployment = load(io.StringIO(yaml.safe_dump(dict(spec), sort_keys=False)))
     deployment._validate()
+    validate_endpoint_or_deployment_name(deployment.name, is_deployment=True)
     return deployment
 
 
@@ -157,7 +166,7 @@ def run_command(args: argparse.Namespace) -> int:
             load_batch_endpoint(batch_endpoint_spec(settings))).result()
         client.batch_deployments.begin_create_or_update(deployment).result()
         endpoint = client.batch_endpoints.get(settings.endpoint_name)
-        endpoint.defaults.deployment_name = deployment.name
+        endpoint.defaults = {"deployment_name": deployment.name}
         client.batch_endpoints.begin_create_or_update(endpoint).result()
         LOGGER.info("Batch endpoint %s scores with %s version %s (deployment %s)",
                     settings.endpoint_name, model.name, model.version, deployment.name)

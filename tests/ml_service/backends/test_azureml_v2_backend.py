@@ -1,24 +1,11 @@
-"""The SDK v2 backend over azure-ai-ml's own entities and spec'd operations, offline.
-
-Each operation group of MLClient (models, data, components, jobs, compute, datastores) is an
-autospec of the real azure-ai-ml class (``spec_set=True``) whose methods act on an in-memory
-workspace holding azure-ai-ml's own entities (Model, Data, PipelineComponent, PipelineJob),
-so state carries from one call to the next. What lies below those operations (uploads, REST
-calls) needs a workspace and is listed in the README as untested here. Step runs use real
-MLflow on a local store, as a v2 job's MLflow would on the workspace's.
-"""
-import copy
-import itertools
+"""The SDK v2 backend over azure-ai-ml's own entities and spec'd operations, offline
+(tests/azureml_v2_fakes.py). Step runs use real MLflow on a local store, as a v2 job's
+MLflow would on the workspace's."""
 import shutil
 from pathlib import Path
-from unittest.mock import create_autospec
 
 import pytest
-from azure.ai.ml.entities import (AmlCompute, Component, Data, Model, PipelineComponent,
-                                  PipelineJob)
-from azure.ai.ml.exceptions import JobException
-from azure.ai.ml.operations import (ComponentOperations, ComputeOperations, DataOperations,
-                                    DatastoreOperations, JobOperations, ModelOperations)
+from azure.ai.ml.entities import AmlCompute, Data, Model, PipelineComponent, PipelineJob
 from azure.core.exceptions import ResourceNotFoundError
 
 from ml_service.backends import get_backend
@@ -31,172 +18,13 @@ from ml_service.pipelines.azureml_v2_pipeline import asset_name
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
 from ml_service.util.env_variables import (AzureScoringSettings, BackendSettings,
                                            ComputeSettings, EnvironmentV2Settings,
-                                           TrainingSettings, WorkspaceSettings)
-
-WORKSPACE = WorkspaceSettings("00000000-0000-0000-0000-000000000000", "rg", "ws")
-MODEL = TrainingSettings().model_name
-
-
-class FakeWorkspace:
-    """An Azure ML workspace's assets and jobs, as azure-ai-ml entities, in memory."""
-
-    def __init__(self) -> None:
-        self.models, self.data, self.components, self.jobs = {}, {}, {}, {}
-        self.computes = {}
-        self.model_writes = 0
-        self.fail_on_model_write = None
-        self.job_status = "Completed"
-        self.cancelled = []
-        self.downloads = []
-        self.names = (f"job_{n}" for n in itertools.count(1))
-
-    @staticmethod
-    def _missing(kind, name, version=None):
-        return ResourceNotFoundError(f"{kind} {name}:{version} not found")
-
-    # models
-    def create_model(self, model):
-        self.model_writes += 1
-        if self.model_writes == self.fail_on_model_write:
-            raise ResourceNotFoundError("the service dropped the connection")
-        versions = self.models.setdefault(model.name, {})
-        stored = copy.deepcopy(model)
-        if stored.version is None:
-            stored.version = str(len(versions) + 1)
-        versions[stored.version] = stored
-        return copy.deepcopy(stored)
-
-    def get_model(self, name, version=None, label=None):
-        try:
-            return copy.deepcopy(self.models[name][version])
-        except KeyError:
-            raise self._missing("model", name, version) from None
-
-    def list_models(self, name=None, **_):
-        if name not in self.models:
-            raise self._missing("model", name)
-        return [copy.deepcopy(m) for m in self.models[name].values()]
-
-    def download_model(self, name, version, download_path="."):
-        self.get_model(name, version)
-        folder = Path(download_path) / name / "model"
-        folder.mkdir(parents=True)
-        (folder / "MLmodel").write_text("flavors: {}\n")
-        self.downloads.append((name, version))
-
-    def tags(self, version):
-        return dict(self.models[MODEL][str(version)].tags or {})
-
-    # data
-    def create_data(self, data):
-        versions = self.data.setdefault(data.name, {})
-        stored = copy.deepcopy(data)
-        stored.version = str(len(versions) + 1)
-        versions[stored.version] = stored
-        return copy.deepcopy(stored)
-
-    def get_data(self, name, version=None, label=None):
-        versions = self.data.get(name, {})
-        key = str(max(map(int, versions))) if label == "latest" and versions else version
-        if key not in versions:
-            raise self._missing("data", name, version or label)
-        return copy.deepcopy(versions[key])
-
-    # components and jobs
-    def create_component(self, component, version=None, **_):
-        """Kept as the service keeps it: its REST form, with the id the service gives it."""
-        version = version or component.version
-        rest = component._to_rest_object()
-        rest.name = version
-        rest.id = (f"/subscriptions/{WORKSPACE.subscription_id}/resourceGroups/rg/providers/"
-                   f"Microsoft.MachineLearningServices/workspaces/ws/components/"
-                   f"{component.name}/versions/{version}")
-        self.components[(component.name, version)] = rest
-        return self.get_component(component.name, version)
-
-    def get_component(self, name, version=None, label=None):
-        if (name, version) not in self.components:
-            raise self._missing("component", name, version)
-        # A copy: building the entity consumes parts of the REST form.
-        return Component._from_rest_object(copy.deepcopy(self.components[(name, version)]))
-
-    def list_components(self, name=None, **_):
-        return [self.get_component(n, v) for (n, v) in self.components if n == name]
-
-    def create_job(self, job, **_):
-        job.name = next(self.names)
-        job._status = "NotStarted"  # what the service answers; the SDK has no setter
-        self.jobs[job.name] = job
-        return job
-
-    def stream(self, name):
-        self.jobs[name]._status = self.job_status
-        if self.job_status == "Failed":
-            raise JobException(message="Exception : step failed", no_personal_data_message="x")
-
-    def get_job(self, name):
-        return self.jobs[name]
-
-    def cancel(self, name, **_):
-        self.cancelled.append(name)
-
-    # compute and datastores
-    def get_compute(self, name, **_):
-        if name not in self.computes:
-            raise self._missing("compute", name)
-        return self.computes[name]
-
-    def create_compute(self, compute, **_):
-        self.computes[compute.name] = compute
-        poller = create_autospec(LroPoller, spec_set=True, instance=True)
-        poller.result.return_value = compute
-        return poller
-
-
-class LroPoller:
-    """The part of azure-core's LROPoller the backend uses."""
-
-    def result(self, timeout=None):
-        """Wait for the operation; return its result."""
-
-
-class Datastore:
-    """What the backend reads of the default datastore."""
-
-    name = "workspaceblobstore"
-
-
-def operations(cls, **methods):
-    """A spec'd azure-ai-ml operations object whose methods are the fake's."""
-    mock = create_autospec(cls, spec_set=True, instance=True)
-    for name, method in methods.items():
-        getattr(mock, name).side_effect = method
-    return mock
-
-
-class FakeClient:
-    """MLClient's operation groups that the backend uses, each spec'd from azure-ai-ml."""
-
-    def __init__(self, fake: FakeWorkspace) -> None:
-        self.models = operations(ModelOperations, create_or_update=fake.create_model,
-                                 get=fake.get_model, list=fake.list_models,
-                                 download=fake.download_model)
-        self.data = operations(DataOperations, create_or_update=fake.create_data,
-                               get=fake.get_data)
-        self.components = operations(ComponentOperations,
-                                     create_or_update=fake.create_component,
-                                     get=fake.get_component, list=fake.list_components)
-        self.jobs = operations(JobOperations, create_or_update=fake.create_job,
-                               stream=fake.stream, get=fake.get_job, begin_cancel=fake.cancel)
-        self.compute = operations(ComputeOperations, get=fake.get_compute,
-                                  begin_create_or_update=fake.create_compute)
-        self.datastores = operations(DatastoreOperations)
-        self.datastores.get_default.return_value = Datastore()
+                                           TrainingSettings)
+from tests.azureml_v2_fakes import MODEL, WORKSPACE, FakeClient, FakeWorkspace
 
 
 @pytest.fixture
-def fake():
-    return FakeWorkspace()
+def fake(tmp_path):
+    return FakeWorkspace(tmp_path / "workspace")
 
 
 @pytest.fixture
@@ -227,7 +55,7 @@ def test_models_are_mlflow_model_assets_registered_once_per_run(backend, fake, m
     assert (registered.version, registered.run_id) == (1, "run_1")
     stored = fake.models[MODEL]["1"]
     assert isinstance(stored, Model) and stored.type == "mlflow_model"
-    assert stored.path == str(model_folder)
+    assert (Path(stored.path) / "MLmodel").read_text() == (model_folder / "MLmodel").read_text()
     assert stored.tags == {"mse": "3.0", "run_id": "run_1"}
     assert "diabetes_ds version 2" in stored.description
     with pytest.raises(ModelAlreadyRegisteredError, match="version 1 is already registered"):
@@ -283,7 +111,7 @@ def test_datasets_are_versioned_uri_file_data_assets(backend, fake, tmp_path):
     assert backend.find_dataset("ds", "7") is None
     stored = fake.data["ds"]["1"]
     assert isinstance(stored, Data) and stored.type == "uri_file"
-    assert stored.path == str(csv)
+    assert Path(stored.path).read_text() == csv.read_text()
 
 
 def test_a_path_on_the_datastore_is_registered_by_its_azureml_uri(backend, fake):

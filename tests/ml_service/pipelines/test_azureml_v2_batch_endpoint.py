@@ -65,6 +65,14 @@ def test_the_sdks_schema_refuses_a_bad_setting():
         batch.load_batch_deployment(spec)
 
 
+def test_the_sdks_name_check_refuses_a_bad_endpoint_name():
+    from azure.ai.ml.exceptions import ValidationException
+
+    bad = replace(SETTINGS, endpoint_name="x")
+    with pytest.raises(ValidationException, match="at least 3 and at most 32 characters"):
+        batch.load_batch_endpoint(batch.batch_endpoint_spec(bad))
+
+
 def test_a_missing_conda_file_is_named():
     broken = replace(SETTINGS, conda_file="no/such.yml")
     with pytest.raises(ConfigurationError, match="no/such.yml does not exist"):

@@ -1,0 +1,204 @@
+"""A faked Azure ML workspace for SDK v2 tests: azure-ai-ml's own entities kept in memory,
+behind MLClient's operation groups, each an autospec of the real azure-ai-ml class
+(``spec_set=True``) whose methods act on that state, so it carries from one call (and one
+pipeline run) to the next.
+
+Registering a model or a data asset copies its local files into the workspace's storage
+folder, as the SDK's upload does, and a download copies them back in the layout
+``ModelOperations.download`` gives (``<download_path>/<name>/<folder>``). What lies below
+the operations (REST calls, blob uploads) needs a workspace and is not rehearsed.
+"""
+import copy
+import itertools
+import shutil
+from pathlib import Path
+from unittest.mock import create_autospec
+
+from azure.ai.ml.entities import Component
+from azure.ai.ml.exceptions import JobException
+from azure.ai.ml.operations import (ComponentOperations, ComputeOperations, DataOperations,
+                                    DatastoreOperations, JobOperations, ModelOperations)
+from azure.core.exceptions import ResourceNotFoundError
+
+from ml_service.util.env_variables import TrainingSettings, WorkspaceSettings
+
+WORKSPACE = WorkspaceSettings("00000000-0000-0000-0000-000000000000", "rg", "ws")
+MODEL = TrainingSettings().model_name
+
+
+class FakeWorkspace:
+    """An Azure ML workspace's assets and jobs, as azure-ai-ml entities, in memory."""
+
+    def __init__(self, storage: Path) -> None:
+        self.storage = Path(storage)
+        self.models, self.data, self.components, self.jobs = {}, {}, {}, {}
+        self.computes = {}
+        self.model_writes = 0
+        self.fail_on_model_write = None
+        self.job_status = "Completed"
+        self.cancelled = []
+        self.downloads = []
+        self.names = (f"job_{n}" for n in itertools.count(1))
+
+    @staticmethod
+    def _missing(kind, name, version=None):
+        return ResourceNotFoundError(f"{kind} {name}:{version} not found")
+
+    def upload(self, kind: str, name: str, version: str, path: str) -> str:
+        """Copy a local file or folder into the storage, as the SDK uploads it; its path
+        there (an asset already in storage keeps its path)."""
+        source = Path(path)
+        if source.is_relative_to(self.storage):
+            return path
+        target = self.storage / kind / name / version / source.name
+        target.parent.mkdir(parents=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+        return str(target)
+
+    # models
+    def create_model(self, model):
+        self.model_writes += 1
+        if self.model_writes == self.fail_on_model_write:
+            raise ResourceNotFoundError("the service dropped the connection")
+        versions = self.models.setdefault(model.name, {})
+        stored = copy.deepcopy(model)
+        if stored.version is None:
+            stored.version = str(len(versions) + 1)
+        stored.path = self.upload("models", model.name, stored.version, str(model.path))
+        versions[stored.version] = stored
+        return copy.deepcopy(stored)
+
+    def get_model(self, name, version=None, label=None):
+        try:
+            return copy.deepcopy(self.models[name][version])
+        except KeyError:
+            raise self._missing("model", name, version) from None
+
+    def list_models(self, name=None, **_):
+        if name not in self.models:
+            raise self._missing("model", name)
+        return [copy.deepcopy(m) for m in self.models[name].values()]
+
+    def download_model(self, name, version, download_path="."):
+        stored = Path(self.get_model(name, version).path)
+        target = Path(download_path) / name / stored.name
+        if stored.is_dir():
+            shutil.copytree(stored, target, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(stored, target)
+        self.downloads.append((name, version))
+
+    def tags(self, version):
+        return dict(self.models[MODEL][str(version)].tags or {})
+
+    # data
+    def create_data(self, data):
+        versions = self.data.setdefault(data.name, {})
+        stored = copy.deepcopy(data)
+        stored.version = str(len(versions) + 1)
+        if not str(data.path).startswith("azureml://"):
+            stored.path = self.upload("data", data.name, stored.version, str(data.path))
+        versions[stored.version] = stored
+        return copy.deepcopy(stored)
+
+    def get_data(self, name, version=None, label=None):
+        versions = self.data.get(name, {})
+        key = str(max(map(int, versions))) if label == "latest" and versions else version
+        if key not in versions:
+            raise self._missing("data", name, version or label)
+        return copy.deepcopy(versions[key])
+
+    # components and jobs
+    def create_component(self, component, version=None, **_):
+        """Kept as the service keeps it: its REST form, with the id the service gives it."""
+        version = version or component.version
+        rest = component._to_rest_object()
+        rest.name = version
+        rest.id = (f"/subscriptions/{WORKSPACE.subscription_id}/resourceGroups/rg/providers/"
+                   f"Microsoft.MachineLearningServices/workspaces/ws/components/"
+                   f"{component.name}/versions/{version}")
+        self.components[(component.name, version)] = rest
+        return self.get_component(component.name, version)
+
+    def get_component(self, name, version=None, label=None):
+        if (name, version) not in self.components:
+            raise self._missing("component", name, version)
+        # A copy: building the entity consumes parts of the REST form.
+        return Component._from_rest_object(copy.deepcopy(self.components[(name, version)]))
+
+    def list_components(self, name=None, **_):
+        return [self.get_component(n, v) for (n, v) in self.components if n == name]
+
+    def create_job(self, job, **_):
+        job.name = next(self.names)
+        job._status = "NotStarted"  # what the service answers; the SDK has no setter
+        self.jobs[job.name] = job
+        return job
+
+    def stream(self, name):
+        self.jobs[name]._status = self.job_status
+        if self.job_status == "Failed":
+            raise JobException(message="Exception : step failed", no_personal_data_message="x")
+
+    def get_job(self, name):
+        return self.jobs[name]
+
+    def cancel(self, name, **_):
+        self.cancelled.append(name)
+
+    # compute and datastores
+    def get_compute(self, name, **_):
+        if name not in self.computes:
+            raise self._missing("compute", name)
+        return self.computes[name]
+
+    def create_compute(self, compute, **_):
+        self.computes[compute.name] = compute
+        poller = create_autospec(LroPoller, spec_set=True, instance=True)
+        poller.result.return_value = compute
+        return poller
+
+
+class LroPoller:
+    """The part of azure-core's LROPoller the backend uses."""
+
+    def result(self, timeout=None):
+        """Wait for the operation; return its result."""
+
+
+class Datastore:
+    """What the backend reads of the default datastore."""
+
+    name = "workspaceblobstore"
+
+
+def operations(cls, **methods):
+    """A spec'd azure-ai-ml operations object whose methods are the fake's."""
+    mock = create_autospec(cls, spec_set=True, instance=True)
+    for name, method in methods.items():
+        getattr(mock, name).side_effect = method
+    return mock
+
+
+class FakeClient:
+    """MLClient's operation groups that the backend uses, each spec'd from azure-ai-ml."""
+
+    def __init__(self, fake: FakeWorkspace) -> None:
+        self.models = operations(ModelOperations, create_or_update=fake.create_model,
+                                 get=fake.get_model, list=fake.list_models,
+                                 download=fake.download_model)
+        self.data = operations(DataOperations, create_or_update=fake.create_data,
+                               get=fake.get_data)
+        self.components = operations(ComponentOperations,
+                                     create_or_update=fake.create_component,
+                                     get=fake.get_component, list=fake.list_components)
+        self.jobs = operations(JobOperations, create_or_update=fake.create_job,
+                               stream=fake.stream, get=fake.get_job, begin_cancel=fake.cancel)
+        self.compute = operations(ComputeOperations, get=fake.get_compute,
+                                  begin_create_or_update=fake.create_compute)
+        self.datastores = operations(DatastoreOperations)
+        self.datastores.get_default.return_value = Datastore()
