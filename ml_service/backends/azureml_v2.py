@@ -43,6 +43,9 @@ NAME = "azureml-v2"
 # What a v2 command job sets for the code it runs (MLflow reads the same variables).
 JOB_RUN_ID = "MLFLOW_RUN_ID"
 PARENT_RUN_TAG = "mlflow.parentRunId"
+# Set by Azure ML in a job that runs as its submitter (user_identity, as the pipeline job
+# does): the endpoint AzureMLOnBehalfOfCredential gets that identity's tokens from.
+ON_BEHALF_OF_ENDPOINT = "OBO_ENDPOINT"
 # The client id of the compute cluster's user-assigned identity, set by Azure ML in a job.
 IDENTITY_CLIENT_ID = "DEFAULT_IDENTITY_CLIENT_ID"
 # AML_CLUSTER_PRIORITY -> AmlCompute's tier (written to the service as snake_to_pascal(tier)).
@@ -61,11 +64,16 @@ def step_variables(workspace: WorkspaceSettings,
 
 def make_credential(workspace: WorkspaceSettings,
                     env: Optional[Mapping[str, str]] = None) -> Any:
-    """The service principal when one is configured; else DefaultAzureCredential (the Azure
-    CLI on an agent or a laptop, the cluster's managed identity in a job)."""
+    """Inside a pipeline job, the submitter's identity (on-behalf-of); else the service
+    principal when one is configured; else DefaultAzureCredential (the Azure CLI on an agent
+    or a laptop, a managed identity elsewhere)."""
     from azure.identity import ClientSecretCredential, DefaultAzureCredential
 
     env = os.environ if env is None else env
+    if env.get(ON_BEHALF_OF_ENDPOINT):
+        from azure.ai.ml.identity import AzureMLOnBehalfOfCredential
+
+        return AzureMLOnBehalfOfCredential()
     if workspace.uses_service_principal:
         return ClientSecretCredential(workspace.tenant_id, workspace.sp_app_id,
                                       workspace.sp_app_secret)

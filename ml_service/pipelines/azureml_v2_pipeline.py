@@ -175,12 +175,17 @@ def load_pipeline_component(spec: Mapping[str, Any], version: Optional[str] = No
 
 def pipeline_job(component: Any, parameters: Mapping[str, str], compute: str,
                  experiment_name: str, tags: Optional[Mapping[str, str]] = None):
-    """A PipelineJob that runs ``component`` on ``compute`` with these parameter values."""
-    from azure.ai.ml.entities import PipelineJob, PipelineJobSettings
+    """A PipelineJob that runs ``component`` on ``compute`` with these parameter values.
+
+    It runs as the identity that submits it (``user_identity``): the steps' MLClient then
+    signs in on the compute on that identity's behalf (AzureMLOnBehalfOfCredential), so the
+    cluster needs no identity and no role of its own."""
+    from azure.ai.ml.entities import PipelineJob, PipelineJobSettings, UserIdentityConfiguration
 
     return PipelineJob(component=component, inputs=dict(parameters),
                        settings=PipelineJobSettings(default_compute=compute),
                        experiment_name=experiment_name, tags=dict(tags or {}),
+                       identity=UserIdentityConfiguration(),
                        display_name=component.display_name if not isinstance(component, str)
                        else None)
 

@@ -10,7 +10,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from ml_service.backends import get_backend
 from ml_service.backends.azureml import PRODUCTION_SINCE_TAG, PRODUCTION_TAG
-from ml_service.backends.azureml_v2 import AzureMLv2Backend, step_variables
+from ml_service.backends.azureml_v2 import AzureMLv2Backend, make_credential, step_variables
 from ml_service.backends.base import DatasetVersion, PublishedPipeline
 from ml_service.errors import (ConfigurationError, ModelAlreadyRegisteredError,
                                ModelNotFoundError)
@@ -18,7 +18,7 @@ from ml_service.pipelines.azureml_v2_pipeline import asset_name
 from ml_service.pipelines.diabetes_regression_pipeline import build_training_pipeline
 from ml_service.util.env_variables import (AzureScoringSettings, BackendSettings,
                                            ComputeSettings, EnvironmentV2Settings,
-                                           TrainingSettings)
+                                           TrainingSettings, WorkspaceSettings)
 from tests.azureml_v2_fakes import MODEL, WORKSPACE, FakeClient, FakeWorkspace
 
 
@@ -152,6 +152,7 @@ def test_run_train_pipeline_finds_exactly_the_build_and_submits_a_tagged_job(bac
     assert job.inputs["model_name"]._data == "m.pkl"
     assert job.settings.default_compute == f"azureml:{ComputeSettings().cluster_name}"
     assert job.experiment_name == TrainingSettings().experiment_name
+    assert type(job.identity).__name__ == "UserIdentityConfiguration"
 
 
 def test_a_failed_job_is_reported_as_failed_not_raised(backend, fake):
@@ -202,6 +203,17 @@ def test_a_step_in_a_v2_job_logs_to_its_run_and_the_pipeline_and_cancels_the_job
     assert fake.cancelled == [pipeline]
     assert client.get_run(pipeline).data.tags["mlops.cancel_reason"] == (
         "not better than production")
+
+
+@pytest.mark.parametrize("env, kind", [
+    ({"OBO_ENDPOINT": "http://127.0.0.1:1/obo"}, "AzureMLOnBehalfOfCredential"),
+    ({}, "DefaultAzureCredential"),
+], ids=["in a pipeline job", "on an agent or a laptop"])
+def test_the_credential_follows_where_the_code_runs(env, kind):
+    assert type(make_credential(WORKSPACE, env)).__name__ == kind
+    principal = WorkspaceSettings("s", "rg", "ws", "tenant", "app", "secret")
+    expected = kind if env else "ClientSecretCredential"
+    assert type(make_credential(principal, env)).__name__ == expected
 
 
 def test_deployments_name_the_backends_that_deploy(backend):
