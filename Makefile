@@ -16,9 +16,13 @@ export UV_PYTHON_DOWNLOADS := never
 LOCKS := $(PYTHON) -m ml_service.util.lock_environments --uv $(UV) --python $(PYTHON)
 # Test worker processes (pytest-xdist); many tests start processes of their own.
 TEST_WORKERS ?= 2
+# The SDK v2 steps' environment (its own lock: MLflow 3.15, pandas 2), for its tests.
+V2_ENVIRONMENT := diabetes_regression/azureml_v2_environment
+V2_VENV := .venv-v2
+V2_STAMP := $(V2_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-quick lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
+.PHONY: help run test test-quick test-v2-environment lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +51,18 @@ test: $(STAMP) $(INDEX_CACHE) ## Run the tests with coverage, on TEST_WORKERS pr
 
 test-quick: $(STAMP) ## The unit tests only, for the inner loop: no process, server, kill or copy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not integration and not process" -q
+
+# The v2 steps' lock, its test group, and the project's code (not its dependencies).
+$(V2_STAMP): $(V2_ENVIRONMENT)/uv.lock pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(abspath $(V2_VENV)) $(UV) sync --locked --project $(V2_ENVIRONMENT) --group test --python $(PYTHON) --compile-bytecode --quiet
+	$(UV) pip install --python $(V2_VENV)/bin/python --no-deps --quiet -e .
+	@touch $@
+
+test-v2-environment: $(V2_STAMP) ## The steps' unit tests and the v2 rehearsal in the SDK v2 steps' environment (its MLflow and pandas)
+	$(V2_VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist load -q -m "not integration and not process" \
+		tests/diabetes_regression tests/ml_service/backends tests/ml_service/pipelines \
+		--ignore=tests/diabetes_regression/scoring
+	$(V2_VENV)/bin/python -m pytest -q tests/ml_service/backends/test_azureml_v2_rehearsal.py
 
 check-lock: | $(UV) ## Refuse locks that their pyproject.toml no longer matches, and conda files that differ from their lock
 	@$(LOCKS) check
