@@ -1,4 +1,5 @@
-"""The Azure ML backend on SDK v2 (azure-ai-ml): every v2 service call of the project is here.
+"""The Azure ML backend on SDK v2 (azure-ai-ml): every v2 service call behind the backend
+interface is here (the batch endpoint's own calls are in azureml_v2_batch_endpoint.main()).
 
 Chosen by MLOPS_BACKEND=azureml-v2 (the pipeline's steps set it for themselves on the
 compute). Datasets are data assets (``uri_file``, versioned, the same names), models are
@@ -18,7 +19,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import pandas as pd
 
@@ -293,10 +294,12 @@ class AzureMLv2Backend(Backend):
                     run_id)
         return self._model_version(registered)
 
-    def _write_tags(self, model: Any, add: Mapping[str, str] = (),
-                    remove: tuple = ()) -> None:
+    def _write_tags(self, model: Any, add: Optional[Mapping[str, str]] = None,
+                    remove: Tuple[str, ...] = ()) -> None:
+        """Write a version's tags back (a registered model's tags are the one part of it that
+        can change), keeping the other tags it holds."""
         model.tags = {**{k: v for k, v in (model.tags or {}).items() if k not in remove},
-                      **dict(add)}
+                      **dict(add or {})}
         self.client.models.create_or_update(model)
 
     def set_production_model(self, name: str, version: int) -> None:
