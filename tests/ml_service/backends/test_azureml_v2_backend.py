@@ -51,13 +51,13 @@ def test_chosen_by_mlops_backend_without_touching_the_service():
 
 def test_models_are_mlflow_model_assets_registered_once_per_run(backend, fake, model_folder):
     registered = backend.register_model(MODEL, model_folder, "run_1", {"mse": "3.0"},
-                                        DatasetVersion("diabetes_ds", 2))
+                                        DatasetVersion("ds", 2))
     assert (registered.version, registered.run_id) == (1, "run_1")
     stored = fake.models[MODEL]["1"]
     assert isinstance(stored, Model) and stored.type == "mlflow_model"
     assert (Path(stored.path) / "MLmodel").read_text() == (model_folder / "MLmodel").read_text()
     assert stored.tags == {"mse": "3.0", "run_id": "run_1"}
-    assert "diabetes_ds version 2" in stored.description
+    assert "ds version 2" in stored.description
     with pytest.raises(ModelAlreadyRegisteredError, match="version 1 is already registered"):
         backend.register_model(MODEL, model_folder, "run_1", {})
     assert backend.register_model(MODEL, model_folder, "run_2", {}).version == 2
@@ -166,7 +166,7 @@ def test_a_failed_job_is_reported_as_failed_not_raised(backend, fake):
 
 def test_submitting_an_unpublished_version_is_an_error(backend):
     with pytest.raises(ResourceNotFoundError):
-        backend.submit_pipeline(PublishedPipeline("x", "diabetes-Training-Pipeline", "9"),
+        backend.submit_pipeline(PublishedPipeline("x", TrainingSettings().pipeline_name, "9"),
                                 {}, {})
 
 

@@ -80,7 +80,7 @@ def test_a_missing_conda_file_is_named():
 
 
 @pytest.mark.parametrize("path, uri", [
-    ("diabetes_scoring/input/", "azureml://datastores/store/paths/diabetes_scoring/input"),
+    ("scoring/input/", "azureml://datastores/store/paths/scoring/input"),
     ("azureml://datastores/other/paths/x", "azureml://datastores/other/paths/x"),
 ])
 def test_the_input_is_a_folder_on_the_datastore(path, uri):
@@ -89,7 +89,8 @@ def test_the_input_is_a_folder_on_the_datastore(path, uri):
 
 
 def test_by_default_it_scores_the_folder_of_the_v1_input_file():
-    assert batch.input_folder(BatchScoringSettings()) == "diabetes_scoring/input"
+    settings = BatchScoringSettings()
+    assert batch.input_folder(settings) == settings.input_path.rsplit("/", 1)[0]
 
 
 def test_each_command_has_its_options():

@@ -193,8 +193,8 @@ def test_a_missing_conda_file_names_the_variable(definition):
 
 
 @pytest.mark.parametrize("text, name", [("Validate Data", "validate_data"),
-                                        ("diabetes-Training-Pipeline",
-                                         "diabetes_training_pipeline")])
+                                        ("Model-Training-Pipeline",
+                                         "model_training_pipeline")])
 def test_asset_names_are_lower_case_with_underscores(text, name):
     assert v2.asset_name(text) == name
 
