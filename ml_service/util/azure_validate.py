@@ -6,7 +6,8 @@ Each object is built from the project's own definition, settings and files with 
 own classes, and checked by what the SDK checks locally: the pipeline definition; on SDK v1
 the environment, the PythonScriptSteps and their data edges, the inference configuration
 and the ACI and AKS deployment configurations; on SDK v2 the pipeline component (its
-command components), the pipeline job, and the batch endpoint and its deployment. One line
+command components), the pipeline job, the batch endpoint and its deployment, and the
+online endpoints and their deployment. One line
 per object; exit 0 when all pass, else 1 with the reason of each failure. Nothing here
 reaches a workspace, so it needs no Azure account (what only the service checks, such as
 quotas, names already taken or the compute's existence, is not checked).
@@ -148,6 +149,41 @@ def check_v2_batch_deployment() -> str:
     return f"{deployment.name} runs {deployment.code_configuration.scoring_script}"
 
 
+def check_v2_online_endpoint() -> str:
+    """SDK v2: the staging and the production managed online endpoints."""
+    from ml_service.util.env_variables import OnlineEndpointSettings
+    from ml_service.util.online_configs import load_online_endpoint, online_endpoint_spec
+
+    settings = OnlineEndpointSettings.from_env()
+    names = [load_online_endpoint(online_endpoint_spec(name)).name
+             for name in (settings.staging_endpoint_name, settings.endpoint_name)]
+    return f"{' then '.join(names)} (key auth)"
+
+
+def check_v2_online_deployment() -> str:
+    """SDK v2: a deployment from the deployment configuration file and the staged score.py."""
+    from ml_service.pipelines.diabetes_regression_pipeline import INFERENCE_CONFIG
+    from ml_service.util.env_variables import OnlineEndpointSettings
+    from ml_service.util.online_configs import (load_online_deployment,
+                                                online_deployment_spec, read_online_config,
+                                                scoring_environment, staged_code)
+
+    settings = OnlineEndpointSettings.from_env()
+    path = PROJECT_ROOT / settings.deployment_config
+    config = read_online_config(path)
+    environment = EnvironmentSettings.from_env()
+    with staged_code(PROJECT_ROOT / INFERENCE_CONFIG) as (code, script):
+        deployment = load_online_deployment(online_deployment_spec(
+            config.deployment, settings.endpoint_name, "blue",
+            TrainingSettings.from_env().model_name, 1, code, script,
+            scoring_environment(environment.conda_file,
+                                EnvironmentV2Settings.from_env().base_image,
+                                environment.name)), str(path))
+    return (f"{deployment.instance_count} x {deployment.instance_type} runs {script}; "
+            f"rollout mirror {config.rollout.mirror_percent} %, traffic steps "
+            f"{', '.join(f'{p} %' for p in config.rollout.traffic_steps)}")
+
+
 def checks(definition: PipelineDefinition) -> List[Check]:
     """Every object, in the order a user meets them."""
     return [
@@ -160,6 +196,8 @@ def checks(definition: PipelineDefinition) -> List[Check]:
         Check("v2 pipeline job", lambda: check_v2_job(definition), True),
         Check("v2 batch endpoint", check_v2_batch_endpoint),
         Check("v2 batch deployment", check_v2_batch_deployment),
+        Check("v2 online endpoints", check_v2_online_endpoint),
+        Check("v2 online deployment", check_v2_online_deployment),
     ]
 
 

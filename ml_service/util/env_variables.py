@@ -258,6 +258,27 @@ class EnvironmentV2Settings:
 
 
 @dataclass(frozen=True)
+class OnlineEndpointSettings:
+    """The SDK v2 managed online endpoints (staging, then production) and their deployment
+    configuration file. Endpoint names are unique within an Azure region."""
+
+    staging_endpoint_name: str = "mlops-staging"
+    endpoint_name: str = "mlops-online"
+    deployment_config: str = "diabetes_regression/scoring/deployment_config_online.yml"
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "OnlineEndpointSettings":
+        """Read ONLINE_STAGING_ENDPOINT_NAME, ONLINE_ENDPOINT_NAME and
+        ONLINE_DEPLOYMENT_CONFIG."""
+        env = os.environ if env is None else env
+        return cls(staging_endpoint_name=_text(env, "ONLINE_STAGING_ENDPOINT_NAME",
+                                               cls.staging_endpoint_name),
+                   endpoint_name=_text(env, "ONLINE_ENDPOINT_NAME", cls.endpoint_name),
+                   deployment_config=_text(env, "ONLINE_DEPLOYMENT_CONFIG",
+                                           cls.deployment_config))
+
+
+@dataclass(frozen=True)
 class AzureScoringSettings:
     """Names of the Azure scoring services and of the AKS cluster."""
 
