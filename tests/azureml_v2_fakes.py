@@ -16,9 +16,12 @@ from unittest.mock import create_autospec
 
 from azure.ai.ml.entities import Component
 from azure.ai.ml.exceptions import JobException
+from azure.ai.ml.entities import EndpointAuthKeys
 from azure.ai.ml.operations import (ComponentOperations, ComputeOperations, DataOperations,
-                                    DatastoreOperations, JobOperations, ModelOperations)
-from azure.core.exceptions import ResourceNotFoundError
+                                    DatastoreOperations, JobOperations, ModelOperations,
+                                    OnlineDeploymentOperations, OnlineEndpointOperations)
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.polling import LROPoller
 
 from ml_service.util.env_variables import TrainingSettings, WorkspaceSettings
 
@@ -158,16 +161,7 @@ class FakeWorkspace:
 
     def create_compute(self, compute, **_):
         self.computes[compute.name] = compute
-        poller = create_autospec(LroPoller, spec_set=True, instance=True)
-        poller.result.return_value = compute
-        return poller
-
-
-class LroPoller:
-    """The part of azure-core's LROPoller the backend uses."""
-
-    def result(self, timeout=None):
-        """Wait for the operation; return its result."""
+        return done(compute)
 
 
 class Datastore:
@@ -184,10 +178,78 @@ def operations(cls, **methods):
     return mock
 
 
+def done(result=None):
+    """A finished long-running operation (an autospec of azure-core's LROPoller)."""
+    poller = create_autospec(LROPoller, spec_set=True, instance=True)
+    poller.result.return_value = result
+    return poller
+
+
+class FakeOnline:
+    """Managed online endpoints: the endpoint entities (traffic, mirror), their deployments,
+    and the history of what was done to them. A deployment of a version in ``failing``
+    fails to start."""
+
+    KEY = "k3y-never-shown"
+
+    def __init__(self) -> None:
+        self.endpoints, self.deployments = {}, {}
+        self.history = []
+        self.failing = set()
+
+    def get(self, name, **_):
+        if name not in self.endpoints:
+            raise ResourceNotFoundError(f"endpoint {name} not found")
+        return copy.deepcopy(self.endpoints[name])
+
+    def create_or_update_endpoint(self, endpoint, **_):
+        stored = copy.deepcopy(endpoint)
+        # Read-only in the SDK: the service sets it.
+        stored._scoring_uri = f"https://{endpoint.name}.westeurope.inference.ml.azure.com/score"
+        live = {n for n, p in (stored.traffic or {}).items() if p}
+        assert not live & {n for n, p in (stored.mirror_traffic or {}).items() if p}
+        self.endpoints[endpoint.name] = stored
+        self.history.append(("traffic", endpoint.name, dict(stored.traffic or {}),
+                             dict(stored.mirror_traffic or {})))
+        return done(copy.deepcopy(stored))
+
+    def get_keys(self, name):
+        self.get(name)
+        return EndpointAuthKeys(primary_key=self.KEY, secondary_key=self.KEY + "2")
+
+    def create_or_update_deployment(self, deployment, **_):
+        version = int(str(deployment.model).rsplit(":", 1)[1])
+        # The service keeps a deployment whose provisioning failed (state Failed).
+        self.deployments[(deployment.endpoint_name, deployment.name)] = deployment
+        if version in self.failing:
+            raise HttpResponseError(message=f"ResourceNotReady: the container of version "
+                                            f"{version} crashed at start")
+        self.history.append(("create", deployment.name, version))
+        return done(deployment)
+
+    def list_deployments(self, endpoint_name, **_):
+        return [d for (e, _), d in self.deployments.items() if e == endpoint_name]
+
+    def delete_deployment(self, name, endpoint_name, **_):
+        assert not (self.endpoints[endpoint_name].traffic or {}).get(name), "still live"
+        if (endpoint_name, name) not in self.deployments:
+            raise ResourceNotFoundError(f"deployment {name} not found")
+        del self.deployments[(endpoint_name, name)]
+        self.history.append(("delete", name))
+        return done()
+
+
 class FakeClient:
     """MLClient's operation groups that the backend uses, each spec'd from azure-ai-ml."""
 
-    def __init__(self, fake: FakeWorkspace) -> None:
+    def __init__(self, fake: FakeWorkspace, online: FakeOnline = None) -> None:
+        online = online or FakeOnline()
+        self.online_endpoints = operations(
+            OnlineEndpointOperations, get=online.get, get_keys=online.get_keys,
+            begin_create_or_update=online.create_or_update_endpoint)
+        self.online_deployments = operations(
+            OnlineDeploymentOperations, begin_create_or_update=online.create_or_update_deployment,
+            list=online.list_deployments, begin_delete=online.delete_deployment)
         self.models = operations(ModelOperations, create_or_update=fake.create_model,
                                  get=fake.get_model, list=fake.list_models,
                                  download=fake.download_model)

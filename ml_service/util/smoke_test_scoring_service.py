@@ -90,11 +90,20 @@ def post_with_retries(url: str, payload: Mapping[str, Any], total_s: float,
         delay = min(delay * 2, 5.0)
 
 
+# The header that sends a request to one deployment of an Azure ML online endpoint.
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+
 def smoke_test(url: str, sample: Mapping[str, Any], total_s: float = 60.0,
-               key: Optional[str] = None) -> List[float]:
-    """Post the sample (with the service key as a Bearer token, if any); check the answer."""
+               key: Optional[str] = None, deployment: Optional[str] = None,
+               post: Optional[Callable[..., Any]] = None) -> List[float]:
+    """Post the sample (with the service key as a Bearer token, if any, and to one
+    deployment of an online endpoint when named); check the answer."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    response = post_with_retries(url, sample, total_s, headers=headers)
+    if deployment:
+        headers[DEPLOYMENT_HEADER] = deployment
+    response = post_with_retries(url, sample, total_s, headers=headers,
+                                 post=post or requests.post)
     try:
         body = response.json()
     except ValueError:
