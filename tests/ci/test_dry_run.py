@@ -68,6 +68,9 @@ def test_ci_then_cd_deploy_a_new_model_and_a_second_build_deploys_nothing(agent,
                          "Smoke-test the AKS service"]
     assert agent.variables["MODEL_VERSION"] == "1"
     assert "stage Deploy_Webapp" in agent.skipped
+    # SDK v1 is the default: the SDK v2 online endpoint stages do not run.
+    assert {"stage Deploy_Online_Staging", "stage Deploy_Online_Production"} <= set(
+        agent.skipped)
     for name in ("ACI_DEPLOYMENT_NAME", "AKS_DEPLOYMENT_NAME"):
         assert backend.get_deployment(agent.variables[name]).model_version == 1
 
