@@ -83,8 +83,10 @@ def init() -> None:
     describe_api(run, settings.sample, scorer)
     monitoring = parameters.monitoring
     collector.close()
+    names = getattr(model, "feature_names_in_", None)
     collector = collector_from_environment(os.environ, monitoring.sample_rate,
-                                           monitoring.queue_size, monitoring.max_mb_per_day)
+                                           monitoring.queue_size, monitoring.max_mb_per_day,
+                                           None if names is None else [str(n) for n in names])
     LOGGER.info("Loaded model from %s (answers a %s per row; collecting with %s)", path,
                 scorer.kind, type(collector).__name__)
 

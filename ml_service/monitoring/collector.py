@@ -13,16 +13,22 @@ lines and hands them to a sink:
 - ``log``: one log record per request (split into parts under Application Insights' size
   limit) on the inference server's print logger, which the server sends to Application
   Insights when the deployment enables it (Azure ML SDK v1);
+- ``mdc``: Azure ML SDK v2's data collector (``azureml-ai-monitoring``): each request as a
+  ``model_inputs`` and a ``model_outputs`` data frame, correlated by the request's id, which
+  the managed online deployment's collector keeps (its ``data_collector`` enabled); under a
+  local server with ``AZUREML_MDC_ENABLED=true`` and ``AZUREML_MDC_LOCAL_CAPTURE=true`` it
+  logs each one instead;
 - ``off``: nothing.
 
 The sink comes from the environment, not from the scoring script: ``MLOPS_COLLECTOR``
-(``local``, ``log`` or ``off``; ``log`` when unset), ``MLOPS_COLLECT_DIR`` and
+(``local``, ``log``, ``mdc`` or ``off``; ``log`` when unset), ``MLOPS_COLLECT_DIR`` and
 ``MLOPS_SERVICE_NAME`` for ``local``; ``MLOPS_MODEL_NAME`` / ``MLOPS_MODEL_VERSION`` name the
 model (else they are read from Azure ML's model folder, ``.../azureml-models/<name>/<version>``).
 
 Writing never fails a request: a sink that cannot write logs one warning and the records it
 could not write are counted as failed. This module imports only the standard library, numpy
-and orjson: it runs in the scoring image.
+and orjson (and, for ``mdc`` only, pandas and azureml-ai-monitoring): it runs in the scoring
+image.
 """
 import atexit
 import collections
@@ -46,7 +52,9 @@ from ml_service.monitoring.variables import (COLLECTOR_VARIABLE, FOLDER_VARIABLE
                                              SERVICE_VARIABLE)
 
 LOGGER = logging.getLogger(__name__)
-KINDS = ("local", "log", "off")
+KINDS = ("local", "log", "mdc", "off")
+# SDK v2's collection names, which the deployment's data_collector enables.
+MDC_INPUTS, MDC_OUTPUTS = "model_inputs", "model_outputs"
 DEFAULT_KIND = "log"
 # The inference server sends this logger's records to Application Insights (and prints them
 # to its log); its print hook uses it for the scoring script's print().
@@ -189,6 +197,51 @@ class LogSink:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+class MdcSink:
+    """Each request as a model_inputs and a model_outputs frame, correlated by the request's
+    id, handed to azureml-ai-monitoring's collectors (which queue and send them themselves).
+
+    Made only where the deployment enables data collection: otherwise the SDK refuses at
+    once and so does this sink, naming what to set. A record the SDK refuses later counts as
+    failed, like one a file could not hold."""
+
+    def __init__(self, feature_names: Optional[List[str]] = None) -> None:
+        from azureml.ai.monitoring import Collector as SdkCollector
+
+        def refuse(err: Exception) -> None:
+            raise CollectionError(
+                f"{COLLECTOR_VARIABLE}=mdc: azureml-ai-monitoring refuses: {err}; enable the "
+                "deployment's data_collector (model_inputs, model_outputs), or under a local "
+                "server set AZUREML_MDC_ENABLED=true and AZUREML_MDC_LOCAL_CAPTURE=true")
+
+        self.feature_names = list(feature_names) if feature_names is not None else None
+        self.inputs = SdkCollector(name=MDC_INPUTS, on_error=refuse)
+        self.outputs = SdkCollector(name=MDC_OUTPUTS, on_error=refuse)
+
+    def columns(self, width: int) -> List[str]:
+        """The input frame's column names: the model's feature names when known."""
+        if self.feature_names is not None and len(self.feature_names) == width:
+            return self.feature_names
+        return [f"feature_{index}" for index in range(width)]
+
+    def write(self, day: str, lines: List[bytes]) -> int:
+        """Hand each record's frames to the SDK; return how many were handed over."""
+        import pandas as pd
+        from azureml.ai.monitoring.context import BasicCorrelationContext
+
+        for line in lines:
+            record = orjson.loads(line)
+            rows = np.asarray(record["inputs"], dtype=float)
+            inputs = pd.DataFrame(rows, columns=self.columns(rows.shape[1]))
+            context = BasicCorrelationContext(id=record["id"])
+            self.inputs.collect(inputs, context)
+            self.outputs.collect(pd.DataFrame(record["outputs"]), context)
+        return len(lines)
+
+    def close(self) -> None:
+        """The SDK's own worker sends what it queued."""
 
 
 # -- the collector -----------------------------------------------------------------------------
@@ -336,8 +389,10 @@ class NoCollector:
 
 
 def collector_from_environment(environ: Mapping[str, str], sample_rate: float = 1.0,
-                               queue_size: int = 10000, max_mb_per_day: float = 100.0) -> Any:
-    """The collector the environment asks for, its writer started; closed at exit."""
+                               queue_size: int = 10000, max_mb_per_day: float = 100.0,
+                               feature_names: Optional[List[str]] = None) -> Any:
+    """The collector the environment asks for, its writer started; closed at exit.
+    ``feature_names`` name the input columns where the sink keeps names (``mdc``)."""
     kind = environ.get(COLLECTOR_VARIABLE, "").strip() or DEFAULT_KIND
     if kind not in KINDS:
         raise CollectionError(f"{COLLECTOR_VARIABLE}={kind!r}: use one of {', '.join(KINDS)}")
@@ -355,6 +410,8 @@ def collector_from_environment(environ: Mapping[str, str], sample_rate: float = 
                                   "(letters, digits, '.', '_', '-')")
         sink: Any = LocalSink(Path(folder), service, int(max_mb_per_day * 1024 * 1024))
         split = whole_record
+    elif kind == "mdc":
+        sink, split = MdcSink(feature_names), whole_record
     else:
         sink, split = LogSink(), split_for_log
     collector = Collector(sink, model, sample_rate, queue_size, split)

@@ -36,6 +36,11 @@ FILLED_IN = {
 }
 
 
+# score.py's collector on a managed online deployment: SDK v2's data collector, which keeps
+# what the deployment's data_collector enables (model_inputs, model_outputs).
+DEPLOYMENT_VARIABLES = {"MLOPS_COLLECTOR": "mdc"}
+
+
 class OnlineDeploymentConfig(NamedTuple):
     """The deployment's own settings (SDK v2 schema keys) and the rollout settings."""
 
@@ -93,8 +98,7 @@ def online_deployment_spec(config: Mapping[str, Any], endpoint_name: str, name: 
         "environment": dict(environment),
         **dict(config),
     }
-    if environment_variables:
-        spec["environment_variables"] = dict(environment_variables)
+    spec["environment_variables"] = {**DEPLOYMENT_VARIABLES, **dict(environment_variables or {})}
     return spec
 
 

@@ -1,6 +1,7 @@
 """Local deployments never orphan a server: concurrent deploys, an interrupted deploy, stop,
 and stop or a new deploy after the server's leader or its worker was killed. What a service
 answers is collected once per request, through a kill, and never at the cost of an answer."""
+import json
 import logging
 import os
 import signal
@@ -10,6 +11,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -305,3 +307,33 @@ def test_a_store_that_cannot_be_written_still_answers_every_request(backend, pro
     warning = "scoring data collection cannot write"
     wait_until(lambda: warning in log.read_text())
     assert log.read_text().count(warning) == 1
+
+
+def test_the_sdk_v2_collector_runs_in_local_capture_mode_under_the_local_server(
+        backend, production, monkeypatch):
+    """MLOPS_COLLECTOR=mdc: the same score.py hands each answered request to
+    azureml-ai-monitoring's collectors, which, in local capture mode, log the model_inputs
+    and model_outputs frames with the request's id as their correlation id."""
+    for name, value in (("MLOPS_COLLECTOR", "mdc"), ("AZUREML_MDC_ENABLED", "true"),
+                        ("AZUREML_MDC_LOCAL_CAPTURE", "true")):
+        monkeypatch.setenv(name, value)
+    url = backend.deploy_model(production, SERVICE, scoring_service_spec()).scoring_uri
+    rows = feature_rows()[:2]
+    answer = requests.post(url, json={"data": rows}, timeout=30,
+                           headers={"x-request-id": "mdc-1"})
+    assert answer.status_code == 200
+    log = backend.root / "deployments" / SERVICE / "server.log"
+    captured = {}
+
+    def both_captured():
+        for line in log.read_text().splitlines():
+            parts = [part.strip() for part in line.split(" | ")]
+            if "local.capture" in parts and "mdc-1" in parts:
+                captured[parts[-3]] = json.loads(parts[-1])
+        return set(captured) == {"model_inputs", "model_outputs"}
+    wait_until(both_captured)
+    # pandas writes the frames as JSON with 10 significant digits.
+    assert np.allclose([list(row.values()) for row in captured["model_inputs"]], rows,
+                       rtol=1e-9)
+    assert np.allclose([row["result"] for row in captured["model_outputs"]],
+                       answer.json()["result"], rtol=1e-9)

@@ -162,7 +162,7 @@ def test_the_model_is_named_by_the_deployer_or_by_azure_mls_model_folder():
 
 
 @pytest.mark.parametrize("environ, message", [
-    ({"MLOPS_COLLECTOR": "disk"}, "MLOPS_COLLECTOR='disk': use one of local, log, off"),
+    ({"MLOPS_COLLECTOR": "disk"}, "MLOPS_COLLECTOR='disk': use one of local, log, mdc, off"),
     ({"MLOPS_COLLECTOR": "local"}, "needs MLOPS_COLLECT_DIR"),
     ({"MLOPS_COLLECTOR": "local", "MLOPS_COLLECT_DIR": "/x", "MLOPS_SERVICE_NAME": "../up"},
      "is not a service name"),
@@ -212,3 +212,10 @@ def test_arrays_of_any_layout_are_collected_and_a_value_json_cannot_hold_is_coun
     assert set(records) == {"strided", "after"}
     assert records["strided"]["inputs"] == rows[:, ::2].tolist()
     assert (collector.counts.collected, collector.counts.failed) == (2, 1)
+
+
+def test_the_sdk_v2_collector_is_refused_where_the_deployment_does_not_enable_it(monkeypatch):
+    for name in ("AZUREML_MDC_ENABLED", "AZUREML_MDC_CONFIG_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(CollectionError, match="enable the deployment's data_collector"):
+        collector_from_environment({"MLOPS_COLLECTOR": "mdc"})

@@ -67,6 +67,13 @@ def test_the_serialised_deployment_carries_the_files_settings(built):
         "model_outputs": {"dataCollectionMode": "enabled"}}
 
 
+def test_score_py_collects_with_the_sdk_v2_collector_unless_told_otherwise():
+    config = online.read_online_config(CONFIG_FILE)
+    spec = online.online_deployment_spec(config.deployment, "e", "blue", "m", 1, Path("."),
+                                         "score.py", {})
+    assert spec["environment_variables"] == {"MLOPS_COLLECTOR": "mdc"}
+
+
 def test_the_rollout_settings_come_from_the_file():
     assert online.read_online_config(CONFIG_FILE).rollout == RolloutSettings(20, (10, 100))
 
