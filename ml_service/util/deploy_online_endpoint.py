@@ -10,24 +10,27 @@ and only then is the old one deleted. ``production`` (ONLINE_ENDPOINT_NAME) roll
 new deployment, then live traffic in steps, each smoke-tested (ml_service/util/online_rollout.py).
 A failure at any step returns the traffic to the old deployment, deletes the new one and
 exits 1 naming the step. The model is the production version unless --model_version says
-otherwise. Prints the endpoint's scoring URI (never its key).
+otherwise. Prints the endpoint's scoring URI (never its key). With the local backend the
+same rollout runs on local scoring services (ml_service/backends/local_online.py), which is
+how the CD pipeline's SDK v2 stages are dry-run.
 """
 import argparse
 import logging
 import sys
-from typing import Optional
+from typing import Any, List, Mapping, Optional
 
 from diabetes_regression.parameters import load_parameters
 from ml_service.errors import ConfigurationError, ModelNotFoundError
 from ml_service.paths import PROJECT_ROOT
-from ml_service.pipelines.diabetes_regression_pipeline import INFERENCE_CONFIG
+from ml_service.pipelines.diabetes_regression_pipeline import (INFERENCE_CONFIG,
+                                                               scoring_service_spec)
 from ml_service.util.cli import run_cli
 from ml_service.util.env_variables import (EnvironmentSettings, EnvironmentV2Settings,
                                            OnlineEndpointSettings, TrainingSettings,
                                            load_dotenv_file)
-from ml_service.util.online_configs import (load_online_deployment, online_deployment_spec,
-                                            read_online_config, scoring_environment,
-                                            staged_code)
+from ml_service.util.online_configs import (OnlineDeploymentConfig, load_online_deployment,
+                                            online_deployment_spec, read_online_config,
+                                            scoring_environment, staged_code)
 from ml_service.util.online_rollout import RolloutSettings, roll_out
 
 LOGGER = logging.getLogger(__name__)
@@ -49,15 +52,15 @@ def deploy(args: argparse.Namespace) -> int:
     """Roll the model version out to the stage's endpoint; print its scoring URI."""
     from ml_service.backends import get_backend
     from ml_service.backends.azureml_v2 import AzureMLv2Backend
-    from ml_service.backends.azureml_v2_online import AzureOnlineEndpoint
+    from ml_service.backends.local import LocalBackend
 
     load_dotenv_file()
     training = TrainingSettings.from_env()
     backend = get_backend(training=training)
-    if not isinstance(backend, AzureMLv2Backend):
+    if not isinstance(backend, (AzureMLv2Backend, LocalBackend)):
         raise ConfigurationError(f"online endpoints are SDK v2's: set MLOPS_BACKEND=azureml-v2 "
-                                 f"(it is {backend.name}); SDK v1 deploys with "
-                                 "ml_service.util.deploy_scoring_service")
+                                 f"(or local to try them here; it is {backend.name}); SDK v1 "
+                                 "deploys with ml_service.util.deploy_scoring_service")
     settings = OnlineEndpointSettings.from_env()
     path = PROJECT_ROOT / settings.deployment_config
     config = read_online_config(path)
@@ -68,24 +71,41 @@ def deploy(args: argparse.Namespace) -> int:
     if model is None:
         raise ModelNotFoundError(f"model {training.model_name!r} has no production version: "
                                  "train and register one, or pass --model_version")
+    rollout = STAGING_ROLLOUT if args.stage == "staging" else config.rollout
+    sample = load_parameters().scoring.sample
+    if isinstance(backend, LocalBackend):
+        from ml_service.backends.local_online import LocalOnlineEndpoint
+
+        local = LocalOnlineEndpoint(backend, name, model.name, scoring_service_spec(), sample)
+        local.ensure_exists()
+        steps = roll_out(local, model.version, rollout)
+        uri = local.scoring_uri()
+    else:
+        steps = roll_out_on_azure(backend, name, model, config, rollout, sample, str(path))
+        uri = backend.client.online_endpoints.get(name).scoring_uri
+    LOGGER.info("%s: version %s of %s rolled out (%s)", name, model.version, model.name,
+                "; ".join(steps) or "nothing to do")
+    print(uri)
+    return 0
+
+
+def roll_out_on_azure(backend: Any, name: str, model: Any, config: OnlineDeploymentConfig,
+                      rollout: RolloutSettings, sample: Mapping[str, Any],
+                      source: str) -> List[str]:
+    """The rollout on an Azure ML managed online endpoint, score.py staged while it runs."""
+    from ml_service.backends.azureml_v2_online import AzureOnlineEndpoint
+
     environment = EnvironmentSettings.from_env()
     image = EnvironmentV2Settings.from_env().base_image
     with staged_code(PROJECT_ROOT / INFERENCE_CONFIG) as (code, script):
-        def build(deployment: str, version: int):
+        def build(deployment: str, version: int) -> Any:
             return load_online_deployment(online_deployment_spec(
                 config.deployment, name, deployment, model.name, version, code, script,
-                scoring_environment(environment.conda_file, image, environment.name)),
-                str(path))
+                scoring_environment(environment.conda_file, image, environment.name)), source)
 
-        endpoint = AzureOnlineEndpoint(backend.client, name, build,
-                                       load_parameters().scoring.sample)
+        endpoint = AzureOnlineEndpoint(backend.client, name, build, sample)
         endpoint.ensure_exists()
-        steps = roll_out(endpoint, model.version,
-                         STAGING_ROLLOUT if args.stage == "staging" else config.rollout)
-    LOGGER.info("%s: version %s of %s rolled out (%s)", name, model.version, model.name,
-                "; ".join(steps) or "nothing to do")
-    print(backend.client.online_endpoints.get(name).scoring_uri)
-    return 0
+        return roll_out(endpoint, model.version, rollout)
 
 
 def main(argv: Optional[list] = None) -> int:

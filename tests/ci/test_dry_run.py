@@ -8,10 +8,13 @@ import yaml
 
 from ml_service.backends.local import LocalBackend
 from ml_service.paths import PROJECT_ROOT
+from ml_service.util.env_variables import OnlineEndpointSettings
 from tests.ci.dry_run import Agent
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 PIPELINES = PROJECT_ROOT / ".pipelines"
+SETTINGS = OnlineEndpointSettings()
+ONLINE_ENDPOINTS = (SETTINGS.staging_endpoint_name, SETTINGS.endpoint_name)
 
 
 def template_variables():
@@ -39,6 +42,9 @@ def agent(mlops_root, tmp_path):
     backend = LocalBackend(mlops_root)
     for name in ("ACI_DEPLOYMENT_NAME", "AKS_DEPLOYMENT_NAME"):
         backend.delete_deployment(variables[name])
+    for endpoint in ONLINE_ENDPOINTS:
+        for slot in ("blue", "green"):
+            backend.delete_deployment(f"{endpoint}-{slot}")
 
 
 @pytest.mark.heavy(rank=3)
@@ -73,6 +79,19 @@ def test_ci_then_cd_deploy_a_new_model_and_a_second_build_deploys_nothing(agent,
         agent.skipped)
     for name in ("ACI_DEPLOYMENT_NAME", "AKS_DEPLOYMENT_NAME"):
         assert backend.get_deployment(agent.variables[name]).model_version == 1
+
+    # The same build's model on SDK v2: the online endpoint stages run instead, with the
+    # rollout on local services (each endpoint's first deployment: blue).
+    agent.ran.clear()
+    agent.variables["MLOPS_BACKEND"] = "azureml-v2"
+    agent.run_pipeline(PIPELINES / "diabetes_regression-cd.yml")
+    assert [step for step in agent.ran if "endpoint" in step] == [
+        "Deploy model $(MODEL_VERSION) to the staging endpoint",
+        "Roll model $(MODEL_VERSION) out to the production endpoint"]
+    assert "Deploy model $(MODEL_VERSION) to ACI" not in agent.ran
+    for endpoint in ONLINE_ENDPOINTS:
+        assert backend.get_deployment(f"{endpoint}-blue").model_version == 1
+    agent.variables["MLOPS_BACKEND"] = "azureml"
 
     # The same code again: the new model is no better; nothing is registered or deployed.
     agent.ran.clear()

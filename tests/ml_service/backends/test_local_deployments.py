@@ -337,3 +337,33 @@ def test_the_sdk_v2_collector_runs_in_local_capture_mode_under_the_local_server(
                        rtol=1e-9)
     assert np.allclose([row["result"] for row in captured["model_outputs"]],
                        answer.json()["result"], rtol=1e-9)
+
+
+def test_a_local_online_endpoint_rolls_a_second_version_out_blue_green(backend, production):
+    """The rollout on local services: blue serves version 1, then version 2 goes to green,
+    takes the traffic in steps and blue is deleted; the endpoint's traffic is a file."""
+    from ml_service.backends.local_online import LocalOnlineEndpoint
+    from ml_service.util.online_rollout import RolloutSettings, roll_out
+
+    # The production fixture's model reads the generated frame's width.
+    endpoint = LocalOnlineEndpoint(backend, "online", MODEL, scoring_service_spec(),
+                                   {"data": feature_rows(2)})
+    try:
+        endpoint.ensure_exists()
+        roll_out(endpoint, production.version)
+        assert endpoint.state().traffic == {"blue": 100}
+        version_2 = backend.register_model(
+            MODEL, backend.download_model(production, backend.root.parent / "copy"),
+            backend.start_pipeline_run("p", {}), {}).version
+        steps = roll_out(endpoint, version_2, RolloutSettings(mirror_percent=10,
+                                                              traffic_steps=(50, 100)))
+        assert steps == [f"create green with version {version_2}", "mirror 10 % to green",
+                         "smoke test green", "50 % to green", "100 % to green", "delete blue"]
+        state = endpoint.state()
+        assert (state.deployments, state.traffic) == ({"green": version_2},
+                                                      {"green": 100, "blue": 0})
+        assert endpoint.scoring_uri() == backend.get_deployment("online-green").scoring_uri
+        assert backend.get_deployment("online-blue") is None
+    finally:
+        for slot in ("blue", "green"):
+            backend.delete_deployment(f"online-{slot}")
