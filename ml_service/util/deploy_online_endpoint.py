@@ -20,11 +20,12 @@ import sys
 from typing import Any, List, Mapping, Optional
 
 from diabetes_regression.parameters import load_parameters
-from ml_service.errors import ConfigurationError, ModelNotFoundError
+from ml_service.errors import ConfigurationError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.pipelines.diabetes_regression_pipeline import (INFERENCE_CONFIG,
                                                                scoring_service_spec)
 from ml_service.util.cli import run_cli
+from ml_service.util.deploy_local import production_or_version
 from ml_service.util.env_variables import (EnvironmentSettings, EnvironmentV2Settings,
                                            OnlineEndpointSettings, TrainingSettings,
                                            load_dotenv_file)
@@ -65,12 +66,7 @@ def deploy(args: argparse.Namespace) -> int:
     path = PROJECT_ROOT / settings.deployment_config
     config = read_online_config(path)
     name = settings.staging_endpoint_name if args.stage == "staging" else settings.endpoint_name
-    model = (backend.get_model(training.model_name, args.model_version)
-             if args.model_version is not None
-             else backend.get_production_model(training.model_name))
-    if model is None:
-        raise ModelNotFoundError(f"model {training.model_name!r} has no production version: "
-                                 "train and register one, or pass --model_version")
+    model = production_or_version(backend, training.model_name, args.model_version)
     rollout = STAGING_ROLLOUT if args.stage == "staging" else config.rollout
     sample = load_parameters().scoring.sample
     if isinstance(backend, LocalBackend):
