@@ -18,6 +18,7 @@ from ml_service.backends import azureml_v2
 from ml_service.backends.azureml import PRODUCTION_SINCE_TAG, PRODUCTION_TAG
 from ml_service.backends.azureml_v2_online import AzureOnlineEndpoint, model_version
 from ml_service.util import deploy_online_endpoint
+from ml_service.util import smoke_test_scoring_service as smoke
 from ml_service.util.env_variables import OnlineEndpointSettings, TrainingSettings
 from ml_service.util.smoke_test_scoring_service import DEPLOYMENT_HEADER
 from tests.azureml_v2_fakes import WORKSPACE, FakeClient, FakeOnline, FakeWorkspace
@@ -172,3 +173,42 @@ def test_the_sdk_v1_backend_is_told_where_online_endpoints_are(monkeypatch, capl
      "workspaces/ws/models/m.pkl/versions/12", 12)])
 def test_the_version_a_deployment_serves_is_read_from_its_model(model, version):
     assert model_version(model) == version
+
+
+@pytest.mark.parametrize("failing, step", [
+    (1, "smoke test green"), (2, "10 % to green"), (3, "100 % to green")])
+def test_a_smoke_test_failing_at_any_step_rolls_back_through_the_sdk(
+        workspace, online, posts, caplog, monkeypatch, failing, step):
+    """The smoke test numbered ``failing`` of the second rollout gets a wrong answer."""
+    promote(workspace, 1)
+    assert deploy_online_endpoint.main(["--stage", "production"]) == 0
+    promote(workspace, 2)
+    sent_before = len(posts)
+    real_post = smoke.requests.post  # the stand-in the posts fixture installed
+
+    def post(url, json, headers, timeout):
+        if len(posts) - sent_before + 1 == failing:
+            posts.append((url, dict(headers)))
+            return Answer(200, {"result": []})
+        return real_post(url, json=json, headers=headers, timeout=timeout)
+    monkeypatch.setattr("ml_service.util.smoke_test_scoring_service.requests.post", post)
+    assert deploy_online_endpoint.main(["--stage", "production"]) == 1
+    assert f"failed at '{step}'" in caplog.text
+    assert online.endpoints[PRODUCTION].traffic == {"blue": 100}
+    assert set(online.deployments) == {(PRODUCTION, "blue")}
+
+
+def test_the_next_cd_run_carries_an_interrupted_rollout_on(workspace, online, posts):
+    """A CD run stopped after 10 % left green (version 2) beside blue (version 1)."""
+    promote(workspace, 1)
+    assert deploy_online_endpoint.main(["--stage", "production"]) == 0
+    promote(workspace, 2)
+    blue = online.deployments[(PRODUCTION, "blue")]
+    online.deployments[(PRODUCTION, "green")] = type(blue)(
+        name="green", endpoint_name=PRODUCTION, model=f"{MODEL}:2")
+    endpoint = online.endpoints[PRODUCTION]
+    endpoint.traffic, endpoint.mirror_traffic = {"blue": 90, "green": 10}, {}
+    online.history.clear()
+    assert deploy_online_endpoint.main(["--stage", "production"]) == 0
+    assert online.history == [("traffic", PRODUCTION, {"green": 100, "blue": 0}, {}),
+                              ("delete", "blue")]
