@@ -295,9 +295,13 @@ def project_modules(tree: Tree) -> FrozenSet[str]:
     return frozenset(names)
 
 
-def is_skipped_dir(name: str) -> bool:
-    """Whether a folder is never entered (environments, stores, caches, build output)."""
-    return name in SKIPPED_DIRS or name.endswith(SKIPPED_DIR_SUFFIXES)
+def is_skipped_dir(name: str, parent: Optional[Path] = None) -> bool:
+    """Whether a folder is never entered (environments, stores, caches, build output): by
+    its name, or, given the folder it is in, because it is a virtual environment of any name
+    (it holds ``pyvenv.cfg``, as ``make test-v2-environment``'s ``.venv-v2`` does)."""
+    if name in SKIPPED_DIRS or name.endswith(SKIPPED_DIR_SUFFIXES):
+        return True
+    return parent is not None and (parent / name / "pyvenv.cfg").is_file()
 
 
 def decode_text(content: bytes) -> Optional[str]:
@@ -457,7 +461,7 @@ def scan_tree(root: Path) -> Tree:
 
     try:
         for folder, dirs, files in os.walk(root, onerror=fail):
-            dirs[:] = sorted(d for d in dirs if not is_skipped_dir(d))
+            dirs[:] = sorted(d for d in dirs if not is_skipped_dir(d, Path(folder)))
             base = PurePosixPath(Path(folder).relative_to(root).as_posix())
             for entry in dirs + sorted(files):
                 paths.append(base / entry)

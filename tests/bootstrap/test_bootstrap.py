@@ -21,8 +21,8 @@ SCRIPT = REPO_ROOT / "bootstrap" / "bootstrap.py"
 TEMPLATE = "_".join(("diabetes", "regression"))
 NEW_NAME = "driver_training"
 COPY_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", ".tools", ".mlops", "__pycache__", "*.egg-info", ".pytest_cache", ".coverage",
-    ".coverage.*", "coverage.xml", "htmlcov", "mlruns", "build", "dist", ".env")
+    ".git", ".venv", ".venv-v2", ".tools", ".mlops", "__pycache__", "*.egg-info", ".pytest_cache",
+    ".coverage", ".coverage.*", "coverage.xml", "htmlcov", "mlruns", "build", "dist", ".env")
 # Variables that would reach into this checkout or the machine from a subprocess.
 LEAKY_VARIABLE = re.compile(r"^(COVERAGE_PROCESS_|COV_CORE_|MLOPS_)|^(MODEL_NAME|EXPERIMENT_NAME|"
                             r"DATASET_NAME|TRAINING_PIPELINE_NAME|RUN_EVALUATION|ALLOW_RUN_CANCEL|"
@@ -139,6 +139,15 @@ def run_main(*argv: str) -> int:
 ])
 def test_rewrite_text_renames_project_words_and_leaves_library_names(text, expected):
     assert bootstrap.rewrite_text(text, NEW_NAME)[0] == expected
+
+
+def test_a_virtual_environment_of_any_name_is_never_entered(tmp_path):
+    (tmp_path / ".venv-v2").mkdir()
+    (tmp_path / ".venv-v2" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (tmp_path / "envs").mkdir()
+    assert bootstrap.is_skipped_dir(".venv-v2", tmp_path)
+    assert not bootstrap.is_skipped_dir("envs", tmp_path)
+    assert bootstrap.is_skipped_dir(".venv")
 
 
 def test_rewrite_text_is_one_pass():

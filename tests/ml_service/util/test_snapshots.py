@@ -96,8 +96,8 @@ def project_files() -> List[str]:
     else:
         names = set()
         for folder, subfolders, files in os.walk(PROJECT_ROOT):
-            subfolders[:] = [name for name in subfolders if name not in (".git", ".venv",
-                                                                         ".mlops")]
+            subfolders[:] = [name for name in subfolders
+                             if name not in (".git", ".venv", ".venv-v2", ".mlops")]
             names.update(os.path.relpath(os.path.join(folder, name), PROJECT_ROOT)
                          for name in files)
     return sorted(name for name in names if name and (PROJECT_ROOT / name).is_file())
