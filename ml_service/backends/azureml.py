@@ -16,7 +16,8 @@ import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import pandas as pd
 
@@ -67,6 +68,35 @@ def choose_production(models: Sequence[Any]) -> Optional[Any]:
                        "tag from the others", len(ordered), ordered[-1].name, PRODUCTION_TAG,
                        ", ".join(str(m.version) for m in ordered), ordered[-1].version)
     return ordered[-1]
+
+
+def is_production(model: Any) -> bool:
+    """Whether a model version carries the production tag."""
+    return (model.tags or {}).get(PRODUCTION_TAG) == "true"
+
+
+def promote(version: int, tagged: Callable[[], Iterable[Any]], read: Callable[[int], Any],
+            add_tags: Callable[[Any, Mapping[str, str]], None],
+            remove_tags: Callable[[Any, Sequence[str]], None]) -> str:
+    """Promote a version, as both SDKs' backends do: tag it first, then untag the versions
+    promoted before it; return the time of the promotion.
+
+    Tagging first means a failure in between leaves two tagged versions (the newer one
+    wins), never none. Each version is read again right before its tags are written,
+    because the SDKs write back the whole tag set they hold. Concurrent promotions each
+    untag only versions promoted earlier than their own, so the last promotion stays.
+    ``tagged`` lists the versions tagged production; ``read`` reads one version again.
+    """
+    since = promotion_time()
+    add_tags(read(version), {PRODUCTION_TAG: "true", PRODUCTION_SINCE_TAG: since})
+    mine = (since, int(version))
+    for model in tagged():
+        if int(model.version) == int(version) or promotion_key(model) >= mine:
+            continue
+        current = read(model.version)
+        if is_production(current) and promotion_key(current) < mine:
+            remove_tags(current, (PRODUCTION_TAG, PRODUCTION_SINCE_TAG))
+    return since
 
 
 def latest_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
@@ -382,25 +412,11 @@ class AzureMLBackend(Backend):
         return self._model_version(model)
 
     def set_production_model(self, name: str, version: int) -> None:
-        """Promote a version: tag it first, then untag the versions promoted before it.
-
-        Tagging first means a failure in between leaves two tagged versions (the newer one
-        wins), never none. Each version is read again right before its tags are written,
-        because the SDK writes back the whole tag set it holds. Concurrent promotions each
-        untag only versions promoted earlier than their own, so the last promotion stays.
-        """
-        since = promotion_time()
-        self._model(name, version).update_tags_properties(
-            add_tags={PRODUCTION_TAG: "true", PRODUCTION_SINCE_TAG: since})
-        mine = (since, int(version))
-        for tagged in self._tagged_production(name):
-            if int(tagged.version) == int(version) or promotion_key(tagged) >= mine:
-                continue
-            current = self._model(name, tagged.version)
-            if (current.tags or {}).get(PRODUCTION_TAG) == "true" \
-                    and promotion_key(current) < mine:
-                current.update_tags_properties(remove_tags=[PRODUCTION_TAG,
-                                                            PRODUCTION_SINCE_TAG])
+        """Promote a version (see promote())."""
+        since = promote(
+            version, lambda: self._tagged_production(name), lambda v: self._model(name, v),
+            lambda model, tags: model.update_tags_properties(add_tags=dict(tags)),
+            lambda model, keys: model.update_tags_properties(remove_tags=list(keys)))
         LOGGER.info("Model %s version %s is production (%s=true since %s)", name, version,
                     PRODUCTION_TAG, since)
 

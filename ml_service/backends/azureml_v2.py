@@ -23,8 +23,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import pandas as pd
 
-from ml_service.backends.azureml import (PRODUCTION_SINCE_TAG, PRODUCTION_TAG, CANCEL_TAG,
-                                         choose_production, promotion_key, promotion_time)
+from ml_service.backends.azureml import (CANCEL_TAG, PRODUCTION_TAG, choose_production,
+                                         is_production, promote)
 from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deployment,
                                       ModelVersion, PipelineRun, PublishedPipeline,
                                       ServiceSpec, StepRun)
@@ -259,9 +259,7 @@ class AzureMLv2Backend(Backend):
             return []
 
     def get_production_model(self, name: str) -> Optional[ModelVersion]:
-        tagged = [m for m in self._versions(name)
-                  if (m.tags or {}).get(PRODUCTION_TAG) == "true"]
-        chosen = choose_production(tagged)
+        chosen = choose_production([m for m in self._versions(name) if is_production(m)])
         return None if chosen is None else self._model_version(chosen)
 
     def get_model(self, name: str, version: int) -> ModelVersion:
@@ -303,21 +301,13 @@ class AzureMLv2Backend(Backend):
         self.client.models.create_or_update(model)
 
     def set_production_model(self, name: str, version: int) -> None:
-        """The same protocol as SDK v1: tag the new version first, then untag the versions
-        promoted before it (read again right before each write), so there is never zero
-        production version and the last promotion stays."""
-        since = promotion_time()
-        self._write_tags(self._model(name, version),
-                         add={PRODUCTION_TAG: "true", PRODUCTION_SINCE_TAG: since})
-        mine = (since, int(version))
-        for tagged in self._versions(name):
-            if (tagged.tags or {}).get(PRODUCTION_TAG) != "true" \
-                    or int(tagged.version) == int(version) or promotion_key(tagged) >= mine:
-                continue
-            current = self._model(name, tagged.version)
-            if (current.tags or {}).get(PRODUCTION_TAG) == "true" \
-                    and promotion_key(current) < mine:
-                self._write_tags(current, remove=(PRODUCTION_TAG, PRODUCTION_SINCE_TAG))
+        """The same promotion as SDK v1 (see promote()): never zero production versions,
+        and the last promotion stays."""
+        since = promote(
+            version, lambda: [m for m in self._versions(name) if is_production(m)],
+            lambda v: self._model(name, v),
+            lambda model, tags: self._write_tags(model, add=tags),
+            lambda model, keys: self._write_tags(model, remove=tuple(keys)))
         LOGGER.info("Model %s version %s is production (%s=true since %s)", name, version,
                     PRODUCTION_TAG, since)
 
@@ -403,11 +393,12 @@ class AzureMLv2Backend(Backend):
             submitted = self.client.jobs.get(submitted.name)
         return PipelineRun(submitted.name, submitted.status)
 
-    # -- deployments: managed online endpoints are the next step (SDK v2) ---
+    # -- deployments: SDK v2 deploys to online endpoints, with deploy_online_endpoint ---
     def _no_deployments(self) -> ConfigurationError:
         return ConfigurationError(
-            "the azureml-v2 backend does not deploy yet (managed online endpoints come "
-            "next); deploy with MLOPS_BACKEND=azureml (ACI/AKS web services) or locally")
+            "the azureml-v2 backend has no web services: SDK v2 deploys to managed online "
+            "endpoints with ml_service.util.deploy_online_endpoint; web services (ACI, AKS) "
+            "are SDK v1's, with MLOPS_BACKEND=azureml")
 
     def deploy_model(self, model: ModelVersion, service_name: str,
                      spec: ServiceSpec) -> Deployment:
