@@ -31,9 +31,8 @@ from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deploymen
 from ml_service.backends.local import LocalStepRun, read_csv
 from ml_service.errors import (ConfigurationError, ModelAlreadyRegisteredError,
                                ModelNotFoundError)
-from ml_service.pipelines.azureml_v2_pipeline import (asset_name, load_pipeline_component,
-                                                      pipeline_component_spec, pipeline_job,
-                                                      step_environment, validation_problems)
+from ml_service.pipelines.azureml_v2_pipeline import (asset_name, build_pipeline_component,
+                                                      pipeline_job)
 from ml_service.pipelines.definition import PipelineDefinition
 from ml_service.util.env_variables import (AzureScoringSettings, ComputeSettings,
                                            EnvironmentV2Settings, TrainingSettings,
@@ -326,16 +325,9 @@ class AzureMLv2Backend(Backend):
     def pipeline_component(self, definition: PipelineDefinition,
                            version: Optional[str] = None) -> Any:
         """The definition as azure-ai-ml's PipelineComponent, checked by the SDK locally."""
-        spec = pipeline_component_spec(
-            definition, step_environment(self.environment.base_image,
-                                         self.environment.conda_file, definition),
-            step_variables(self.workspace, self.scoring))
-        component = load_pipeline_component(spec, version)
-        problems = validation_problems(component)
-        if problems:
-            raise ConfigurationError(f"azure-ai-ml refuses pipeline {definition.name!r}: "
-                                     + "; ".join(problems))
-        return component
+        return build_pipeline_component(definition, self.environment.base_image,
+                                        self.environment.conda_file,
+                                        step_variables(self.workspace, self.scoring), version)
 
     def _ensure_compute(self) -> str:
         """The training cluster, created when the workspace lacks it; its azureml: name."""

@@ -118,6 +118,14 @@ def load_batch_deployment(spec: Mapping[str, Any]) -> Any:
     return deployment
 
 
+def batch_deployment(settings: BatchScoringSettings, model_name: str, version: int) -> Any:
+    """The checked deployment of one model version, on the training cluster and the steps'
+    base image (from the settings)."""
+    return load_batch_deployment(batch_deployment_spec(
+        settings, model_name, version, ComputeSettings.from_env().cluster_name,
+        EnvironmentV2Settings.from_env().base_image))
+
+
 def scoring_input(path: str, datastore: str) -> Any:
     """The folder of CSV files to score, as the endpoint's input (an azureml:// URI, or a
     folder on the datastore)."""
@@ -159,9 +167,7 @@ def run_command(args: argparse.Namespace) -> int:
     client = backend.client
     if args.command == "deploy":
         model = resolve_model(backend, training.model_name, args.model_version)
-        deployment = load_batch_deployment(batch_deployment_spec(
-            settings, model.name, model.version, ComputeSettings.from_env().cluster_name,
-            EnvironmentV2Settings.from_env().base_image))
+        deployment = batch_deployment(settings, model.name, model.version)
         client.batch_endpoints.begin_create_or_update(
             load_batch_endpoint(batch_endpoint_spec(settings))).result()
         client.batch_deployments.begin_create_or_update(deployment).result()

@@ -173,6 +173,22 @@ def load_pipeline_component(spec: Mapping[str, Any], version: Optional[str] = No
     return component
 
 
+def build_pipeline_component(definition: PipelineDefinition, base_image: str, conda_file: str,
+                             environment_variables: Mapping[str, str],
+                             version: Optional[str] = None) -> Any:
+    """The definition as azure-ai-ml's PipelineComponent, loaded and checked by the SDK's
+    own validation; ConfigurationError with every problem it finds."""
+    spec = pipeline_component_spec(definition, step_environment(base_image, conda_file,
+                                                                definition),
+                                   environment_variables)
+    component = load_pipeline_component(spec, version)
+    problems = validation_problems(component)
+    if problems:
+        raise ConfigurationError(f"azure-ai-ml refuses pipeline {definition.name!r}: "
+                                 + "; ".join(problems))
+    return component
+
+
 def pipeline_job(component: Any, parameters: Mapping[str, str], compute: str,
                  experiment_name: str, tags: Optional[Mapping[str, str]] = None):
     """A PipelineJob that runs ``component`` on ``compute`` with these parameter values.

@@ -92,15 +92,13 @@ def check_v1_inference() -> str:
 
 
 def v2_component(definition: PipelineDefinition) -> Any:
-    """SDK v2: the pipeline component of the definition, loaded by azure-ai-ml."""
-    from ml_service.pipelines.azureml_v2_pipeline import (load_pipeline_component,
-                                                          pipeline_component_spec,
-                                                          step_environment)
+    """SDK v2: the pipeline component of the definition, loaded and validated by azure-ai-ml
+    as the backend publishes it."""
+    from ml_service.pipelines.azureml_v2_pipeline import build_pipeline_component
 
     settings = EnvironmentV2Settings.from_env()
-    spec = pipeline_component_spec(definition, step_environment(
-        settings.base_image, settings.conda_file, definition), STEP_VARIABLES)
-    return load_pipeline_component(spec, "0")
+    return build_pipeline_component(definition, settings.base_image, settings.conda_file,
+                                    STEP_VARIABLES, "0")
 
 
 def refuse(problems: Sequence[str]) -> None:
@@ -111,10 +109,7 @@ def refuse(problems: Sequence[str]) -> None:
 
 def check_v2_component(definition: PipelineDefinition) -> str:
     """SDK v2: the pipeline component passes azure-ai-ml's validation."""
-    from ml_service.pipelines.azureml_v2_pipeline import validation_problems
-
     component = v2_component(definition)
-    refuse(validation_problems(component))
     return f"{component.name}: {len(component.jobs)} command components"
 
 
@@ -140,12 +135,10 @@ def check_v2_batch_endpoint() -> str:
 
 def check_v2_batch_deployment() -> str:
     """SDK v2: the batch deployment (of a model version 1 stand-in), loaded and validated."""
-    from ml_service.pipelines import azureml_v2_batch_endpoint as batch
+    from ml_service.pipelines.azureml_v2_batch_endpoint import batch_deployment
 
-    settings = BatchScoringSettings.from_env()
-    deployment = batch.load_batch_deployment(batch.batch_deployment_spec(
-        settings, TrainingSettings.from_env().model_name, 1,
-        ComputeSettings.from_env().cluster_name, EnvironmentV2Settings.from_env().base_image))
+    deployment = batch_deployment(BatchScoringSettings.from_env(),
+                                  TrainingSettings.from_env().model_name, 1)
     return f"{deployment.name} runs {deployment.code_configuration.scoring_script}"
 
 
@@ -164,21 +157,15 @@ def check_v2_online_deployment() -> str:
     """SDK v2: a deployment from the deployment configuration file and the staged score.py."""
     from ml_service.pipelines.diabetes_regression_pipeline import INFERENCE_CONFIG
     from ml_service.util.env_variables import OnlineEndpointSettings
-    from ml_service.util.online_configs import (load_online_deployment,
-                                                online_deployment_spec, read_online_config,
-                                                scoring_environment, staged_code)
+    from ml_service.util.online_configs import online_deployment, read_online_config, staged_code
 
     settings = OnlineEndpointSettings.from_env()
     path = PROJECT_ROOT / settings.deployment_config
     config = read_online_config(path)
-    environment = EnvironmentSettings.from_env()
     with staged_code(PROJECT_ROOT / INFERENCE_CONFIG) as (code, script):
-        deployment = load_online_deployment(online_deployment_spec(
-            config.deployment, settings.endpoint_name, "blue",
-            TrainingSettings.from_env().model_name, 1, code, script,
-            scoring_environment(environment.conda_file,
-                                EnvironmentV2Settings.from_env().base_image,
-                                environment.name)), str(path))
+        deployment = online_deployment(config, settings.endpoint_name, "blue",
+                                       TrainingSettings.from_env().model_name, 1, code, script,
+                                       str(path))
     return (f"{deployment.instance_count} x {deployment.instance_type} runs {script}; "
             f"rollout mirror {config.rollout.mirror_percent} %, traffic steps "
             f"{', '.join(f'{p} %' for p in config.rollout.traffic_steps)}")

@@ -26,12 +26,10 @@ from ml_service.pipelines.diabetes_regression_pipeline import (INFERENCE_CONFIG,
                                                                scoring_service_spec)
 from ml_service.util.cli import run_cli
 from ml_service.util.deploy_local import production_or_version
-from ml_service.util.env_variables import (EnvironmentSettings, EnvironmentV2Settings,
-                                           OnlineEndpointSettings, TrainingSettings,
+from ml_service.util.env_variables import (OnlineEndpointSettings, TrainingSettings,
                                            load_dotenv_file)
-from ml_service.util.online_configs import (OnlineDeploymentConfig, load_online_deployment,
-                                            online_deployment_spec, read_online_config,
-                                            scoring_environment, staged_code)
+from ml_service.util.online_configs import (OnlineDeploymentConfig, online_deployment,
+                                            read_online_config, staged_code)
 from ml_service.util.online_rollout import RolloutSettings, roll_out
 
 LOGGER = logging.getLogger(__name__)
@@ -91,13 +89,10 @@ def roll_out_on_azure(backend: Any, name: str, model: Any, config: OnlineDeploym
     """The rollout on an Azure ML managed online endpoint, score.py staged while it runs."""
     from ml_service.backends.azureml_v2_online import AzureOnlineEndpoint
 
-    environment = EnvironmentSettings.from_env()
-    image = EnvironmentV2Settings.from_env().base_image
     with staged_code(PROJECT_ROOT / INFERENCE_CONFIG) as (code, script):
         def build(deployment: str, version: int) -> Any:
-            return load_online_deployment(online_deployment_spec(
-                config.deployment, name, deployment, model.name, version, code, script,
-                scoring_environment(environment.conda_file, image, environment.name)), source)
+            return online_deployment(config, name, deployment, model.name, version, code,
+                                     script, source)
 
         endpoint = AzureOnlineEndpoint(backend.client, name, build, sample)
         endpoint.ensure_exists()

@@ -102,6 +102,20 @@ def online_deployment_spec(config: Mapping[str, Any], endpoint_name: str, name: 
     return spec
 
 
+def online_deployment(config: OnlineDeploymentConfig, endpoint_name: str, name: str,
+                      model_name: str, version: int, code: Path, scoring_script: str,
+                      source: str) -> Any:
+    """The checked deployment of one model version, in the project's scoring environment on
+    the SDK v2 base image (from the settings); ``source`` names the configuration file."""
+    from ml_service.util.env_variables import EnvironmentSettings, EnvironmentV2Settings
+
+    environment = EnvironmentSettings.from_env()
+    return load_online_deployment(online_deployment_spec(
+        config.deployment, endpoint_name, name, model_name, version, code, scoring_script,
+        scoring_environment(environment.conda_file, EnvironmentV2Settings.from_env().base_image,
+                            environment.name)), source)
+
+
 def scoring_environment(conda_file: str, image: str, name: str) -> Dict[str, str]:
     """The scoring image: the project's scoring conda file on the base image."""
     path = PROJECT_ROOT / conda_file
