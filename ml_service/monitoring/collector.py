@@ -112,6 +112,11 @@ def whole_record(record: Mapping[str, Any]) -> List[bytes]:
     return [encode(record)]
 
 
+def as_record(record: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    """A record as it is, for a sink that encodes it itself (``mdc``)."""
+    return [record]
+
+
 def split_for_log(record: Mapping[str, Any], limit: int = MAX_LOG_CHARACTERS) -> List[bytes]:
     """A record as JSON lines of at most ``limit`` characters, split by rows when needed;
     each part carries the id, ``part`` and ``parts``."""
@@ -226,19 +231,19 @@ class MdcSink:
             return self.feature_names
         return [f"feature_{index}" for index in range(width)]
 
-    def write(self, day: str, lines: List[bytes]) -> int:
-        """Hand each record's frames to the SDK; return how many were handed over."""
+    def write(self, day: str, records: List[Mapping[str, Any]]) -> int:
+        """Hand each record's frames to the SDK (records, not JSON lines: the SDK encodes
+        them itself); return how many were handed over."""
         import pandas as pd
         from azureml.ai.monitoring.context import BasicCorrelationContext
 
-        for line in lines:
-            record = orjson.loads(line)
+        for record in records:
             rows = np.asarray(record["inputs"], dtype=float)
             inputs = pd.DataFrame(rows, columns=self.columns(rows.shape[1]))
             context = BasicCorrelationContext(id=record["id"])
             self.inputs.collect(inputs, context)
-            self.outputs.collect(pd.DataFrame(record["outputs"]), context)
-        return len(lines)
+            self.outputs.collect(pd.DataFrame(dict(record["outputs"])), context)
+        return len(records)
 
     def close(self) -> None:
         """The SDK's own worker sends what it queued."""
@@ -256,7 +261,7 @@ class Collector:
 
     def __init__(self, sink: Any, model: Mapping[str, str], sample_rate: float = 1.0,
                  queue_size: int = 10000,
-                 split: Optional[Callable[[Mapping[str, Any]], List[bytes]]] = None,
+                 split: Optional[Callable[[Mapping[str, Any]], List[Any]]] = None,
                  clock: Callable[[], float] = time.time,
                  chance: Callable[[], float] = random.random,
                  interval: float = WRITE_INTERVAL_S) -> None:
@@ -335,7 +340,8 @@ class Collector:
         return waiters
 
     def _write(self, items: List[tuple]) -> None:
-        by_day: Dict[str, List[bytes]] = {}
+        # What the sink takes per record: JSON lines, or the record itself (``as_record``).
+        by_day: Dict[str, List[Any]] = {}
         counts: Dict[str, int] = {}
         for request_id, when, inputs, outputs in items:
             record = make_record(request_id, when, self.model, inputs, outputs)
@@ -411,7 +417,7 @@ def collector_from_environment(environ: Mapping[str, str], sample_rate: float = 
         sink: Any = LocalSink(Path(folder), service, int(max_mb_per_day * 1024 * 1024))
         split = whole_record
     elif kind == "mdc":
-        sink, split = MdcSink(feature_names), whole_record
+        sink, split = MdcSink(feature_names), as_record
     else:
         sink, split = LogSink(), split_for_log
     collector = Collector(sink, model, sample_rate, queue_size, split)
