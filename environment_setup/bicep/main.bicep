@@ -8,6 +8,11 @@
 // Key Vault Administrator on it by a role assignment deployed with it. A vault with access
 // policies would lose the one the workspace adds itself each time this file is redeployed
 // (the IaC pipeline redeploys it on every change), breaking image builds and deployments.
+// The SDK v2 online endpoints run as one user-assigned identity made here, with the roles
+// their deployments need: AcrPull on the registry (the scoring image) and Storage Blob Data
+// Contributor on the workspace storage (the model files, and the data collector's writes).
+// ONLINE_ENDPOINT_IDENTITY in the variable group is its resource id (output
+// onlineEndpointIdentityId).
 // Deploying it therefore needs Microsoft.Authorization/roleAssignments/write on the
 // resource group (Owner, User Access Administrator or Role Based Access Control Administrator).
 //
@@ -92,6 +97,11 @@ var containerRegistryName = 'cr${name}'
 var aksClusterName = 'aks-${name}'
 // Built-in role "Key Vault Administrator": all data-plane operations on an RBAC vault.
 var keyVaultAdministratorRoleId = '00482a5a-887f-4fb3-b363-3b7fe8e74483'
+var endpointIdentityName = 'id-${name}-endpoints'
+// Built-in role "AcrPull": pull images from the registry.
+var acrPullRoleId = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+// Built-in role "Storage Blob Data Contributor": read and write blobs.
+var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
@@ -192,6 +202,33 @@ resource workspaceKeyVaultAdministrator 'Microsoft.Authorization/roleAssignments
   }
 }
 
+// The identity of the SDK v2 online endpoints, and its two roles (guid() names, as above).
+resource endpointIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: endpointIdentityName
+  location: location
+  tags: tags
+}
+
+resource endpointImagePull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(containerRegistry.id, endpointIdentity.id, acrPullRoleId)
+  scope: containerRegistry
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', acrPullRoleId)
+    principalId: endpointIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource endpointStorageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, endpointIdentity.id, storageBlobDataContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
+    principalId: endpointIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource aksCluster 'Microsoft.ContainerService/managedClusters@2024-02-01' = if (deployAks) {
   name: aksClusterName
   location: location
@@ -236,4 +273,6 @@ output applicationInsightsName string = applicationInsights.name
 output logAnalyticsWorkspaceId string = logAnalytics.properties.customerId
 output containerRegistryName string = containerRegistry.name
 output containerRegistryLoginServer string = containerRegistry.properties.loginServer
+// ONLINE_ENDPOINT_IDENTITY of the variable group: the SDK v2 online endpoints run as it.
+output onlineEndpointIdentityId string = endpointIdentity.id
 output aksComputeName string = deployAks ? aksComputeName : ''

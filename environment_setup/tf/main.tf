@@ -6,7 +6,9 @@
 #
 # The key vault authorises with Azure RBAC and the workspace's managed identity is
 # its Key Vault Administrator, so no access policy list can replace the workspace's
-# access. Applying needs Microsoft.Authorization/roleAssignments/write on the
+# access. The SDK v2 online endpoints run as a user-assigned identity made here, with
+# AcrPull on the registry and Storage Blob Data Contributor on the workspace storage
+# (model files, and the data collector's writes). Applying needs Microsoft.Authorization/roleAssignments/write on the
 # resource group (Owner, User Access Administrator or Role Based Access Control
 # Administrator).
 
@@ -60,6 +62,10 @@ locals {
   workspace_name      = var.workspace_name != "" ? var.workspace_name : "mlw-${local.name}"
   # Built-in role "Key Vault Administrator": all data-plane operations on an RBAC vault.
   key_vault_administrator_role_id = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
+  # Built-in roles "AcrPull" (pull images) and "Storage Blob Data Contributor".
+  acr_pull_role_id                      = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+  storage_blob_data_contributor_role_id = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+  role_definitions                      = "/subscriptions/${data.azurerm_client_config.current.subscription_id}/providers/Microsoft.Authorization/roleDefinitions"
 }
 
 resource "azurerm_storage_account" "workspace" {
@@ -138,6 +144,28 @@ resource "azurerm_role_assignment" "workspace_key_vault_administrator" {
   scope              = azurerm_key_vault.workspace.id
   role_definition_id = "/subscriptions/${data.azurerm_client_config.current.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/${local.key_vault_administrator_role_id}"
   principal_id       = azurerm_machine_learning_workspace.workspace.identity[0].principal_id
+  principal_type     = "ServicePrincipal"
+}
+
+# The identity of the SDK v2 online endpoints (ONLINE_ENDPOINT_IDENTITY), and its roles.
+resource "azurerm_user_assigned_identity" "endpoints" {
+  name                = "id-${local.name}-endpoints"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  tags                = var.tags
+}
+
+resource "azurerm_role_assignment" "endpoints_image_pull" {
+  scope              = azurerm_container_registry.workspace.id
+  role_definition_id = "${local.role_definitions}/${local.acr_pull_role_id}"
+  principal_id       = azurerm_user_assigned_identity.endpoints.principal_id
+  principal_type     = "ServicePrincipal"
+}
+
+resource "azurerm_role_assignment" "endpoints_storage_access" {
+  scope              = azurerm_storage_account.workspace.id
+  role_definition_id = "${local.role_definitions}/${local.storage_blob_data_contributor_role_id}"
+  principal_id       = azurerm_user_assigned_identity.endpoints.principal_id
   principal_type     = "ServicePrincipal"
 }
 

@@ -43,6 +43,11 @@ output "container_registry_login_server" {
   value       = azurerm_container_registry.workspace.login_server
 }
 
+output "online_endpoint_identity_id" {
+  description = "Resource id of the identity the SDK v2 online endpoints run as (ONLINE_ENDPOINT_IDENTITY)."
+  value       = azurerm_user_assigned_identity.endpoints.id
+}
+
 output "aks_compute_name" {
   description = "Name of the attached AKS compute, or an empty string without AKS."
   value       = var.deploy_aks ? azurerm_machine_learning_inference_cluster.aks[0].name : ""

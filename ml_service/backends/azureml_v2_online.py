@@ -39,9 +39,10 @@ class AzureOnlineEndpoint:
     def __init__(self, client: Any, name: str,
                  build_deployment: Callable[[str, int], Any],
                  sample: Mapping[str, Any], timeout_s: float = 120.0,
-                 post: Optional[Callable[..., Any]] = None) -> None:
+                 post: Optional[Callable[..., Any]] = None, identity: str = "") -> None:
         self.client = client
         self.name = name
+        self.identity = identity
         self._build = build_deployment
         self._sample = sample
         self._timeout_s = timeout_s
@@ -57,14 +58,15 @@ class AzureOnlineEndpoint:
             raise DeploymentError(f"{what} on endpoint {self.name}: {err.message}") from err
 
     def ensure_exists(self) -> None:
-        """Create the endpoint (key authentication) when the workspace lacks it."""
+        """Create the endpoint (key authentication, running as ``identity`` when one is
+        given) when the workspace lacks it; an existing endpoint is left as it is."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
             self.client.online_endpoints.get(self.name)
         except ResourceNotFoundError:
             LOGGER.info("Creating online endpoint %s", self.name)
-            endpoint = load_online_endpoint(online_endpoint_spec(self.name))
+            endpoint = load_online_endpoint(online_endpoint_spec(self.name, self.identity))
             self._wait("create", lambda: self.client.online_endpoints.begin_create_or_update(
                 endpoint))
 

@@ -148,9 +148,11 @@ def check_v2_online_endpoint() -> str:
     from ml_service.util.online_configs import load_online_endpoint, online_endpoint_spec
 
     settings = OnlineEndpointSettings.from_env()
-    names = [load_online_endpoint(online_endpoint_spec(name)).name
+    names = [load_online_endpoint(online_endpoint_spec(name, settings.identity)).name
              for name in (settings.staging_endpoint_name, settings.endpoint_name)]
-    return f"{' then '.join(names)} (key auth)"
+    identity = ("user-assigned identity " + settings.identity.rsplit("/", 1)[-1]
+                if settings.identity else "system-assigned identity")
+    return f"{' then '.join(names)} (key auth, {identity})"
 
 
 def check_v2_online_deployment() -> str:

@@ -75,7 +75,8 @@ def deploy(args: argparse.Namespace) -> int:
         steps = roll_out(local, model.version, rollout)
         uri = local.scoring_uri()
     else:
-        steps = roll_out_on_azure(backend, name, model, config, rollout, sample, str(path))
+        steps = roll_out_on_azure(backend, name, model, config, rollout, sample, str(path),
+                                  settings.identity)
         uri = backend.client.online_endpoints.get(name).scoring_uri
     LOGGER.info("%s: version %s of %s rolled out (%s)", name, model.version, model.name,
                 "; ".join(steps) or "nothing to do")
@@ -85,7 +86,7 @@ def deploy(args: argparse.Namespace) -> int:
 
 def roll_out_on_azure(backend: Any, name: str, model: Any, config: OnlineDeploymentConfig,
                       rollout: RolloutSettings, sample: Mapping[str, Any],
-                      source: str) -> List[str]:
+                      source: str, identity: str = "") -> List[str]:
     """The rollout on an Azure ML managed online endpoint, score.py staged while it runs."""
     from ml_service.backends.azureml_v2_online import AzureOnlineEndpoint
 
@@ -94,7 +95,8 @@ def roll_out_on_azure(backend: Any, name: str, model: Any, config: OnlineDeploym
             return online_deployment(config, name, deployment, model.name, version, code,
                                      script, source)
 
-        endpoint = AzureOnlineEndpoint(backend.client, name, build, sample)
+        endpoint = AzureOnlineEndpoint(backend.client, name, build, sample,
+                                       identity=identity)
         endpoint.ensure_exists()
         return roll_out(endpoint, model.version, rollout)
 

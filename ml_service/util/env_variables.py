@@ -257,6 +257,11 @@ class EnvironmentV2Settings:
                    base_image=_text(env, "AML_ENV_V2_BASE_IMAGE", cls.base_image))
 
 
+USER_ASSIGNED_IDENTITY = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+    r"Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+$", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class OnlineEndpointSettings:
     """The SDK v2 managed online endpoints (staging, then production) and their deployment
@@ -265,17 +270,28 @@ class OnlineEndpointSettings:
     staging_endpoint_name: str = "mlops-staging"
     endpoint_name: str = "mlops-online"
     deployment_config: str = "diabetes_regression/scoring/deployment_config_online.yml"
+    # Resource id of the user-assigned identity the endpoints run as (the infrastructure's
+    # output); empty: each endpoint's own system-assigned identity.
+    identity: str = ""
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "OnlineEndpointSettings":
-        """Read ONLINE_STAGING_ENDPOINT_NAME, ONLINE_ENDPOINT_NAME and
-        ONLINE_DEPLOYMENT_CONFIG."""
+        """Read ONLINE_STAGING_ENDPOINT_NAME, ONLINE_ENDPOINT_NAME, ONLINE_DEPLOYMENT_CONFIG
+        and ONLINE_ENDPOINT_IDENTITY."""
         env = os.environ if env is None else env
+        identity = _text(env, "ONLINE_ENDPOINT_IDENTITY", cls.identity)
+        if identity and not USER_ASSIGNED_IDENTITY.match(identity):
+            raise ConfigurationError(
+                f"ONLINE_ENDPOINT_IDENTITY={identity!r} is not the resource id of a "
+                "user-assigned identity (/subscriptions/<id>/resourceGroups/<group>/providers/"
+                "Microsoft.ManagedIdentity/userAssignedIdentities/<name>): set it to the "
+                "infrastructure's output onlineEndpointIdentityId, or leave it empty")
         return cls(staging_endpoint_name=_text(env, "ONLINE_STAGING_ENDPOINT_NAME",
                                                cls.staging_endpoint_name),
                    endpoint_name=_text(env, "ONLINE_ENDPOINT_NAME", cls.endpoint_name),
                    deployment_config=_text(env, "ONLINE_DEPLOYMENT_CONFIG",
-                                           cls.deployment_config))
+                                           cls.deployment_config),
+                   identity=identity)
 
 
 @dataclass(frozen=True)

@@ -76,11 +76,17 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def online_endpoint_spec(name: str) -> Dict[str, Any]:
+def online_endpoint_spec(name: str, identity: str = "") -> Dict[str, Any]:
     """A managed online endpoint with key authentication (the smoke test reads the key
-    through the SDK)."""
-    return {"$schema": ENDPOINT_SCHEMA, "name": name, "auth_mode": "key",
+    through the SDK), running as the user-assigned identity whose resource id is
+    ``identity`` (the infrastructure templates make it and grant its roles), or as its own
+    system-assigned identity when ``identity`` is empty."""
+    spec = {"$schema": ENDPOINT_SCHEMA, "name": name, "auth_mode": "key",
             "description": "Scoring service of the production model"}
+    if identity:
+        spec["identity"] = {"type": "user_assigned",
+                            "user_assigned_identities": [{"resource_id": identity}]}
+    return spec
 
 
 def online_deployment_spec(config: Mapping[str, Any], endpoint_name: str, name: str,

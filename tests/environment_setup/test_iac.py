@@ -544,17 +544,25 @@ def test_terraform_validate_catches_a_broken_configuration(tmp_path, terraform_o
     assert summary in problems[0], problems
 
 
-# ---- Key Vault: Azure RBAC, so that redeploying cannot cut the workspace off its vault -----
-# A vault deployed with `accessPolicies: []` loses the access policy the workspace gave itself,
-# on every redeployment (Azure ML's workspace-template troubleshooting). With RBAC the vault has
-# no access policies; the workspace's access is a role assignment made by the same deployment.
+# ---- Role assignments: what each template grants, read the same way from all three --------
+# Key Vault: a vault deployed with `accessPolicies: []` loses the access policy the workspace
+# gave itself, on every redeployment (Azure ML's workspace-template troubleshooting). With RBAC
+# the vault has no access policies; the workspace's access is a role assignment made by the
+# same deployment. Online endpoints (SDK v2): their user-assigned identity gets no automatic
+# role, so the templates grant it AcrPull on the registry (the scoring image) and Storage
+# Blob Data Contributor on the workspace storage (models, and the data collector's writes).
 
 KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
 KEY_VAULT = "Microsoft.KeyVault/vaults"
-ARM_ADMINISTRATOR_ROLE = (f"[subscriptionResourceId('{ROLE_DEFINITIONS}', "
-                          f"'{KEY_VAULT_ADMINISTRATOR}')]")
+REGISTRY = "Microsoft.ContainerRegistry/registries"
+STORAGE = "Microsoft.Storage/storageAccounts"
+IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
+TERRAFORM_TYPES = {"azurerm_key_vault": KEY_VAULT, "azurerm_container_registry": REGISTRY,
+                   "azurerm_storage_account": STORAGE}
 TF_MAIN = TF_DIR / "main.tf"
 # A top-level block of a `terraform fmt`-formatted file, and its own (not nested) settings.
 TF_BLOCK = re.compile(r'^(resource|data) "(\w+)" "(\w+)" \{\n(.*?)^\}$', re.MULTILINE | re.DOTALL)
@@ -563,8 +571,19 @@ TF_SETTING = re.compile(r"^  (\w+)\s*=\s*(.+)$", re.MULTILINE)
 TF_NESTED_BLOCK = re.compile(r"^  (\w+) \{$", re.MULTILINE)
 TF_LOCAL_REFERENCE = re.compile(r"\$\{local\.(\w+)\}|\blocal\.(\w+)\b")
 ARM_VARIABLE = re.compile(r"variables\('(\w+)'\)")
-ARM_WORKSPACE_IDENTITY = re.compile(r"^\[reference\((resourceId\(.*\)), '[\d-]+', 'full'\)"
-                                    r"\.identity\.principalId\]$")
+ARM_SCOPE = re.compile(r"^\[format\('([\w./]+)/\{0\}', (.+)\)\]$")
+ARM_ROLE = re.compile(rf"^\[subscriptionResourceId\('{ROLE_DEFINITIONS}', '([\w-]+)'\)\]$")
+# The principal id of a resource's identity: its own (user-assigned) or its system identity.
+ARM_PRINCIPAL = re.compile(r"^\[reference\((resourceId\(.*\)), '[\d-]+'(?:, 'full')?\)"
+                           r"(?:\.identity)?\.principalId\]$")
+
+
+class RoleAssignment(NamedTuple):
+    """One role a template grants: on what (resource type), which role, to whom (as written)."""
+
+    scope: str
+    role: str
+    principal: str
 
 
 class KeyVaultAccess(NamedTuple):
@@ -572,7 +591,6 @@ class KeyVaultAccess(NamedTuple):
 
     rbac_authorization: Any  # the vault's setting, as written (None when not set)
     access_policies: List[str]  # every access policy setting or resource found for the vault
-    administrators: List[str]  # principals made Key Vault Administrator on the vault
 
 
 def bicep_reference(node: Any) -> str:
@@ -589,70 +607,83 @@ def bicep_function(node: Any, name: str) -> Dict[str, Any]:
     return function.get("parameters", {}) if function.get("type") == name else {}
 
 
-def bicep_administrator(config: Dict[str, Any], vault: str, variables: Dict[str, Any]) -> str:
-    """The principal a Bicep role assignment makes Key Vault Administrator on vault, or ''."""
-    properties = config["properties"]
+def bicep_role_assignment(config: Dict[str, Any], program: Dict[str, Any]
+                          ) -> List[RoleAssignment]:
+    """The role a Bicep role assignment grants, when it is well formed: a built-in role, a
+    service principal, and a guid() name of the scope's id (the same name on every
+    redeployment, so a redeployment updates rather than duplicates)."""
+    properties, scope = config["properties"], config.get("scope")
     role = bicep_function(properties.get("roleDefinitionId"), "subscription_resource_id")
     role_id = role.get("resource_name_1")
-    role_id = variables.get(role_id, {}).get("value", role_id)
-    # guid() of the vault, the workspace and the role: the same name on every redeployment.
+    role_id = program["variables"].get(role_id, {}).get("value", role_id)
     name = [bicep_reference(argument)
             for argument in bicep_function(config.get("name"), "guid").values()]
-    if (config.get("scope") == vault and f"{vault}.id" in name
-            and role.get("resource_type") == ROLE_DEFINITIONS and role_id == KEY_VAULT_ADMINISTRATOR
+    if (scope in program["resources"] and f"{scope}.id" in name
+            and role.get("resource_type") == ROLE_DEFINITIONS
             and properties.get("principalType") == "ServicePrincipal"):
-        return bicep_reference(properties.get("principalId"))
-    return ""
+        return [RoleAssignment(program["resources"][scope]["type"], role_id,
+                               bicep_reference(properties.get("principalId")))]
+    return []
+
+
+def bicep_role_assignments(path: Path) -> List[RoleAssignment]:
+    """The roles a Bicep file grants."""
+    program = parse_bicep(shared_bicep_parser(), path)
+    return [granted for resource in program["resources"].values()
+            if resource["type"] == ROLE_ASSIGNMENT
+            for granted in bicep_role_assignment(resource["config"], program)]
 
 
 def bicep_key_vault_access(path: Path) -> KeyVaultAccess:
     """The key vault access that a Bicep file deploys."""
-    program = parse_bicep(shared_bicep_parser(), path)
-    resources = program["resources"]
+    resources = parse_bicep(shared_bicep_parser(), path)["resources"]
     [vault] = [symbol for symbol, resource in resources.items()
                if resource["type"] == KEY_VAULT]
     properties = resources[vault]["config"]["properties"]
-    administrators = [bicep_administrator(resource["config"], vault, program["variables"])
-                      for resource in resources.values() if resource["type"] == ROLE_ASSIGNMENT]
     return KeyVaultAccess(properties.get("enableRbacAuthorization"),
                           [key for key in properties if key == "accessPolicies"]
                           + [symbol for symbol, resource in resources.items()
-                             if resource["type"] == "Microsoft.KeyVault/vaults/accessPolicies"],
-                          [principal for principal in administrators if principal])
+                             if resource["type"] == "Microsoft.KeyVault/vaults/accessPolicies"])
 
 
-def arm_administrator(resource: Dict[str, Any], vault: Dict[str, Any],
-                      variables: Dict[str, Any]) -> str:
-    """The principal an ARM role assignment makes Key Vault Administrator on vault, or ''."""
-    vault_name = vault["name"][1:-1]
-    vault_id = f"[resourceId('{vault['type']}', {vault_name})]"
+def arm_role_assignment(resource: Dict[str, Any], variables: Dict[str, Any]
+                        ) -> List[RoleAssignment]:
+    """The role an ARM role assignment grants, when it is well formed: scoped to a resource
+    of the template, named by a guid() of its id, a built-in role, a service principal, and
+    deployed after both the scope and the principal's resource."""
     properties = resource["properties"]
-    role = ARM_VARIABLE.sub(lambda match: f"'{variables[match.group(1)]}'",
-                            properties.get("roleDefinitionId", ""))
+    scope = ARM_SCOPE.match(resource.get("scope", ""))
+    role = ARM_ROLE.match(ARM_VARIABLE.sub(lambda match: f"'{variables[match.group(1)]}'",
+                                           properties.get("roleDefinitionId", "")))
     principal = properties.get("principalId", "")
-    workspace = ARM_WORKSPACE_IDENTITY.match(principal)
+    owner = ARM_PRINCIPAL.match(principal)
+    if not (scope and role and owner):
+        return []
+    scope_id = f"resourceId('{scope.group(1)}', {scope.group(2)})"
     depends_on = resource.get("dependsOn", [])
-    if (resource.get("scope") == f"[format('{vault['type']}/{{0}}', {vault_name})]"
-            and resource["name"].startswith(f"[guid({vault_id[1:-1]}, ")
-            and role == ARM_ADMINISTRATOR_ROLE
+    if (resource["name"].startswith(f"[guid({scope_id}, ")
             and properties.get("principalType") == "ServicePrincipal"
-            and workspace and f"[{workspace.group(1)}]" in depends_on and vault_id in depends_on):
-        return principal
-    return ""
+            and f"[{owner.group(1)}]" in depends_on and f"[{scope_id}]" in depends_on):
+        return [RoleAssignment(scope.group(1), role.group(1), principal)]
+    return []
+
+
+def arm_role_assignments(path: Path) -> List[RoleAssignment]:
+    """The roles an ARM template grants."""
+    template = json.loads(path.read_text())
+    return [granted for resource in template["resources"]
+            if resource["type"] == ROLE_ASSIGNMENT
+            for granted in arm_role_assignment(resource, template.get("variables", {}))]
 
 
 def arm_key_vault_access(path: Path) -> KeyVaultAccess:
     """The key vault access that an ARM template deploys."""
-    template = json.loads(path.read_text())
-    resources = template["resources"]
+    resources = json.loads(path.read_text())["resources"]
     [vault] = [resource for resource in resources if resource["type"] == KEY_VAULT]
-    administrators = [arm_administrator(resource, vault, template.get("variables", {}))
-                      for resource in resources if resource["type"] == ROLE_ASSIGNMENT]
     return KeyVaultAccess(vault["properties"].get("enableRbacAuthorization"),
                           [key for key in vault["properties"] if key == "accessPolicies"]
                           + [resource["name"] for resource in resources
-                             if resource["type"] == "Microsoft.KeyVault/vaults/accessPolicies"],
-                          [principal for principal in administrators if principal])
+                             if resource["type"] == "Microsoft.KeyVault/vaults/accessPolicies"])
 
 
 def terraform_blocks(text: str) -> Dict[str, Dict[str, str]]:
@@ -667,44 +698,78 @@ def terraform_blocks(text: str) -> Dict[str, Dict[str, str]]:
 
 
 def terraform_value(expression: str, text: str) -> str:
-    """A Terraform expression with the file's locals put in, one level deep."""
+    """A Terraform expression with the file's locals put in (locals that name locals too)."""
     found = TF_LOCALS.search(text)
     local_values = dict(TF_SETTING.findall(found.group(1))) if found else {}
-    return TF_LOCAL_REFERENCE.sub(
-        lambda match: local_values[match.group(1) or match.group(2)].strip('"'), expression)
+    for _ in range(3):
+        expression = TF_LOCAL_REFERENCE.sub(
+            lambda match: local_values[match.group(1) or match.group(2)].strip('"'), expression)
+    return expression
+
+
+def terraform_role_assignments(path: Path) -> List[RoleAssignment]:
+    """The roles a Terraform file grants on resources of its own."""
+    text = path.read_text()
+    blocks = terraform_blocks(text)
+    granted = []
+    for address, settings in blocks.items():
+        scope = settings.get("scope", "").removesuffix(".id")
+        role = terraform_value(settings.get("role_definition_id", ""), text).strip('"')
+        prefix, _, role_id = role.rpartition("/")
+        if (address.startswith("azurerm_role_assignment.") and scope in blocks
+                and prefix.endswith(f"/providers/{ROLE_DEFINITIONS}")
+                and settings.get("principal_type") == '"ServicePrincipal"'):
+            granted.append(RoleAssignment(TERRAFORM_TYPES.get(scope.split(".")[0], scope),
+                                          role_id, settings.get("principal_id", "")))
+    return granted
 
 
 def terraform_key_vault_access(path: Path) -> KeyVaultAccess:
     """The key vault access that a Terraform file deploys."""
-    text = path.read_text()
-    blocks = terraform_blocks(text)
+    blocks = terraform_blocks(path.read_text())
     [vault] = [address for address in blocks if address.startswith("azurerm_key_vault.")]
-    role = f'/providers/{ROLE_DEFINITIONS}/{KEY_VAULT_ADMINISTRATOR}"'
-    administrators = [
-        settings.get("principal_id") for address, settings in blocks.items()
-        if address.startswith("azurerm_role_assignment.")
-        and settings.get("scope") == f"{vault}.id"
-        and terraform_value(settings.get("role_definition_id", ""), text).endswith(role)]
     # `enable_rbac_authorization` is the name azurerm 4.x deprecates; 5.0 removes it.
     rbac = {"true": True, "false": False}.get(blocks[vault].get("rbac_authorization_enabled", ""))
     return KeyVaultAccess(rbac,
                           [key for key in blocks[vault] if key == "access_policy"]
                           + [address for address in blocks
-                             if address.startswith("azurerm_key_vault_access_policy.")],
-                          administrators)
+                             if address.startswith("azurerm_key_vault_access_policy.")])
 
 
-KEY_VAULT_TEMPLATES = {
-    "bicep": (BICEP, bicep_key_vault_access, "workspace.identity.principalId"),
-    "arm": (ARM_TEMPLATE, arm_key_vault_access,
-            "[reference(resourceId('Microsoft.MachineLearningServices/workspaces', "
-            "parameters('workspaceName')), '2024-04-01', 'full').identity.principalId]"),
-    "terraform": (TF_MAIN, terraform_key_vault_access,
-                  "azurerm_machine_learning_workspace.workspace.identity[0].principal_id"),
+class Template(NamedTuple):
+    """One infrastructure template, how to read it, and its principals as it writes them."""
+
+    source: Path
+    role_assignments: Any
+    key_vault_access: Any
+    workspace_identity: str
+    endpoint_identity: str
+
+
+TEMPLATES = {
+    "bicep": Template(BICEP, bicep_role_assignments, bicep_key_vault_access,
+                      "workspace.identity.principalId",
+                      "endpointIdentity.properties.principalId"),
+    "arm": Template(ARM_TEMPLATE, arm_role_assignments, arm_key_vault_access,
+                    "[reference(resourceId('Microsoft.MachineLearningServices/workspaces', "
+                    "parameters('workspaceName')), '2024-04-01', 'full').identity.principalId]",
+                    f"[reference(resourceId('{IDENTITY}', variables('endpointIdentityName')), "
+                    "'2023-01-31').principalId]"),
+    "terraform": Template(TF_MAIN, terraform_role_assignments, terraform_key_vault_access,
+                          "azurerm_machine_learning_workspace.workspace.identity[0].principal_id",
+                          "azurerm_user_assigned_identity.endpoints.principal_id"),
 }
+# The roles each principal needs, on what: (principal's field of Template, scope, role, why).
+NEEDED_ROLES = [
+    ("workspace_identity", KEY_VAULT, KEY_VAULT_ADMINISTRATOR,
+     "the workspace keeps its secrets in its vault"),
+    ("endpoint_identity", REGISTRY, ACR_PULL, "online deployments pull the scoring image"),
+    ("endpoint_identity", STORAGE, STORAGE_BLOB_DATA_CONTRIBUTOR,
+     "online deployments read the model and the data collector writes what they see"),
+]
 
 
-def key_vault_access_problems(access: KeyVaultAccess, workspace_identity: str) -> List[str]:
+def key_vault_access_problems(access: KeyVaultAccess) -> List[str]:
     """What would let a redeployment cut the workspace off its key vault."""
     problems = []
     if access.rbac_authorization is not True:
@@ -713,57 +778,90 @@ def key_vault_access_problems(access: KeyVaultAccess, workspace_identity: str) -
     if access.access_policies:
         problems.append(f"the vault has access policies {access.access_policies}, which every "
                         "redeployment applies")
-    if workspace_identity not in access.administrators:
-        problems.append(f"no role assignment makes {workspace_identity} Key Vault Administrator "
-                        f"({KEY_VAULT_ADMINISTRATOR}) on the vault: {access.administrators}")
     return problems
 
 
-@pytest.mark.parametrize("template", KEY_VAULT_TEMPLATES)
+def role_problems(template: Template) -> List[str]:
+    """Each role a principal needs that the template does not grant it, and why it is needed."""
+    granted = template.role_assignments(template.source)
+    return [f"no role assignment grants {getattr(template, principal)} role {role} on the "
+            f"{scope.rsplit('/', 1)[-1]} ({why}): {granted}"
+            for principal, scope, role, why in NEEDED_ROLES
+            if RoleAssignment(scope, role, getattr(template, principal)) not in granted]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
 def test_key_vault_authorises_with_rbac_and_has_no_access_policies(template):
-    source, read_access, _ = KEY_VAULT_TEMPLATES[template]
-    access = read_access(source)
-    assert access.rbac_authorization is True
-    assert access.access_policies == []
+    source = TEMPLATES[template].source
+    assert key_vault_access_problems(TEMPLATES[template].key_vault_access(source)) == []
 
 
-@pytest.mark.parametrize("template", KEY_VAULT_TEMPLATES)
-def test_workspace_identity_is_key_vault_administrator_on_its_vault(template):
-    source, read_access, workspace_identity = KEY_VAULT_TEMPLATES[template]
-    assert read_access(source).administrators == [workspace_identity]
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_each_identity_holds_exactly_the_roles_it_needs(template):
+    assert role_problems(TEMPLATES[template]) == []
+    granted = TEMPLATES[template].role_assignments(TEMPLATES[template].source)
+    assert sorted(granted) == sorted(
+        RoleAssignment(scope, role, getattr(TEMPLATES[template], principal))
+        for principal, scope, role, _ in NEEDED_ROLES)
 
 
 @pytest.mark.parametrize("template, old, new, message", [
     ("bicep", "    enableRbacAuthorization: true\n",
      "    enableRbacAuthorization: true\n    accessPolicies: []\n", "access policies"),
     ("bicep", "enableRbacAuthorization: true", "enableRbacAuthorization: false", "RBAC"),
-    ("bicep", f"'{KEY_VAULT_ADMINISTRATOR}'", "'4633458b-17de-408a-b874-0445c86b69e6'",
-     "Key Vault Administrator"),
-    ("bicep", "principalId: workspace.identity.principalId",
-     "principalId: aksCluster.identity.principalId", "Key Vault Administrator"),
-    ("bicep", "name: guid(keyVault.id, ", "name: guid(storage.id, ", "Key Vault Administrator"),
     ("arm", '"enableRbacAuthorization": true',
      '"enableRbacAuthorization": true,\n        "accessPolicies": []', "access policies"),
     ("arm", '"enableRbacAuthorization": true,', "", "RBAC"),
-    ("arm", "\"scope\": \"[format('Microsoft.KeyVault/vaults/{0}', variables('keyVaultName'))]\"",
-     "\"scope\": \"[format('Microsoft.Storage/storageAccounts/{0}', "
-     "variables('storageAccountName'))]\"", "Key Vault Administrator"),
-    ("arm", "'full').identity.principalId]", "'full').properties.friendlyName]",
-     "Key Vault Administrator"),
     ("terraform", "  rbac_authorization_enabled = true\n",
      "  rbac_authorization_enabled = true\n  access_policy              = []\n", "access policies"),
     ("terraform", "rbac_authorization_enabled = true", "enable_rbac_authorization = true", "RBAC"),
-    ("terraform", KEY_VAULT_ADMINISTRATOR, "4633458b-17de-408a-b874-0445c86b69e6",
-     "Key Vault Administrator"),
-    ("terraform", "azurerm_machine_learning_workspace.workspace.identity[0].principal_id",
-     "data.azurerm_client_config.current.object_id", "Key Vault Administrator"),
-], ids=["bicep-empty-access-policy-list", "bicep-rbac-off", "bicep-other-role",
-        "bicep-other-principal", "bicep-name-not-of-the-vault", "arm-empty-access-policy-list",
-        "arm-rbac-unset", "arm-other-scope", "arm-not-the-identity",
-        "terraform-empty-access-policy-list", "terraform-deprecated-rbac-setting",
-        "terraform-other-role", "terraform-other-principal"])
-def test_key_vault_checks_catch_a_lost_workspace_access(tmp_path, template, old, new, message):
-    source, read_access, workspace_identity = KEY_VAULT_TEMPLATES[template]
-    problems = key_vault_access_problems(read_access(copy_broken(source, tmp_path, old, new)),
-                                         workspace_identity)
+], ids=["bicep-empty-access-policy-list", "bicep-rbac-off", "arm-empty-access-policy-list",
+        "arm-rbac-unset", "terraform-empty-access-policy-list",
+        "terraform-deprecated-rbac-setting"])
+def test_key_vault_checks_catch_a_vault_a_redeployment_would_cut_off(tmp_path, template, old,
+                                                                     new, message):
+    read_access = TEMPLATES[template].key_vault_access
+    problems = key_vault_access_problems(
+        read_access(copy_broken(TEMPLATES[template].source, tmp_path, old, new)))
     assert len(problems) == 1 and message in problems[0], problems
+
+
+@pytest.mark.parametrize("template, old, new, lost", [
+    ("bicep", f"'{KEY_VAULT_ADMINISTRATOR}'", "'4633458b-17de-408a-b874-0445c86b69e6'",
+     KEY_VAULT_ADMINISTRATOR),
+    ("bicep", "principalId: workspace.identity.principalId",
+     "principalId: aksCluster.identity.principalId", KEY_VAULT_ADMINISTRATOR),
+    ("bicep", "name: guid(keyVault.id, ", "name: guid(storage.id, ", KEY_VAULT_ADMINISTRATOR),
+    ("bicep", "  scope: containerRegistry\n", "  scope: storage\n", ACR_PULL),
+    ("bicep", "principalId: endpointIdentity.properties.principalId\n    principalType: "
+     "'ServicePrincipal'\n  }\n}\n\nresource aks",
+     "principalId: endpointIdentity.properties.principalId\n    principalType: 'User'\n  }\n}"
+     "\n\nresource aks", STORAGE_BLOB_DATA_CONTRIBUTOR),
+    ("arm", "\"scope\": \"[format('Microsoft.KeyVault/vaults/{0}', variables('keyVaultName'))]\"",
+     "\"scope\": \"[format('Microsoft.Storage/storageAccounts/{0}', "
+     "variables('storageAccountName'))]\"", KEY_VAULT_ADMINISTRATOR),
+    ("arm", "'full').identity.principalId]", "'full').properties.friendlyName]",
+     KEY_VAULT_ADMINISTRATOR),
+    ("arm", "\"acrPullRoleId\": \"7f951dda", "\"acrPullRoleId\": \"8311e382", ACR_PULL),
+    ("arm", "        \"[resourceId('Microsoft.Storage/storageAccounts', "
+     "variables('storageAccountName'))]\",\n        \"[resourceId('Microsoft.ManagedIdentity",
+     "        \"[resourceId('Microsoft.ManagedIdentity", STORAGE_BLOB_DATA_CONTRIBUTOR),
+    ("terraform", KEY_VAULT_ADMINISTRATOR, "4633458b-17de-408a-b874-0445c86b69e6",
+     KEY_VAULT_ADMINISTRATOR),
+    ("terraform", "azurerm_machine_learning_workspace.workspace.identity[0].principal_id",
+     "data.azurerm_client_config.current.object_id", KEY_VAULT_ADMINISTRATOR),
+    ("terraform", "  scope              = azurerm_container_registry.workspace.id\n",
+     "  scope              = azurerm_key_vault.workspace.id\n", ACR_PULL),
+    ("terraform", "${local.role_definitions}/${local.storage_blob_data_contributor_role_id}",
+     "${local.role_definitions}/2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+     STORAGE_BLOB_DATA_CONTRIBUTOR),
+], ids=["bicep-other-role", "bicep-other-principal", "bicep-name-not-of-the-vault",
+        "bicep-pull-on-the-storage", "bicep-endpoint-identity-as-a-user", "arm-other-scope",
+        "arm-not-the-identity", "arm-push-not-pull", "arm-not-after-the-storage",
+        "terraform-other-role", "terraform-other-principal", "terraform-pull-on-the-vault",
+        "terraform-storage-reader-only"])
+def test_role_checks_catch_a_role_lost(tmp_path, template, old, new, lost):
+    broken = TEMPLATES[template]._replace(
+        source=copy_broken(TEMPLATES[template].source, tmp_path, old, new))
+    problems = role_problems(broken)
+    assert len(problems) == 1 and f"role {lost}" in problems[0], problems

@@ -107,6 +107,18 @@ def test_staging_gets_the_production_model_with_the_staged_score_py(workspace, o
     assert all(headers["Authorization"] == f"Bearer {FakeOnline.KEY}" for _, headers in posts)
 
 
+def test_the_endpoints_run_as_the_identity_the_infrastructure_made(
+        workspace, online, posts, monkeypatch):
+    identity = ("/subscriptions/0/resourceGroups/rg/providers/"
+                "Microsoft.ManagedIdentity/userAssignedIdentities/id-mlops-endpoints")
+    monkeypatch.setenv("ONLINE_ENDPOINT_IDENTITY", identity)
+    promote(workspace, 1)
+    assert deploy_online_endpoint.main(["--stage", "staging"]) == 0
+    rest = online.endpoints[STAGING]._to_rest_online_endpoint(location="westeurope").as_dict()
+    assert rest["identity"]["type"] == "UserAssigned"
+    assert list(rest["identity"]["userAssignedIdentities"]) == [identity]
+
+
 def test_production_rolls_a_new_version_out_blue_green(workspace, online, posts):
     promote(workspace, 1)
     assert deploy_online_endpoint.main(["--stage", "production"]) == 0

@@ -86,6 +86,21 @@ def test_the_endpoint_uses_keys_and_serialises_its_traffic():
     assert (rest["authMode"], rest["traffic"]) == ("Key", {"blue": 90, "green": 10})
 
 
+def test_without_an_identity_the_endpoint_runs_as_its_own():
+    endpoint = online.load_online_endpoint(online.online_endpoint_spec(SETTINGS.endpoint_name))
+    rest = endpoint._to_rest_online_endpoint(location="westeurope").as_dict()
+    assert rest["identity"]["type"] == "SystemAssigned"
+
+
+@pytest.mark.parametrize("value", [
+    "id-mlops-endpoints",
+    "/subscriptions/0/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st",
+], ids=["a name", "another resource"])
+def test_an_identity_that_is_not_a_user_assigned_ones_resource_id_is_refused(value):
+    with pytest.raises(ConfigurationError, match="ONLINE_ENDPOINT_IDENTITY=.*onlineEndpoint"):
+        OnlineEndpointSettings.from_env({"ONLINE_ENDPOINT_IDENTITY": value})
+
+
 def write_config(tmp_path: Path, change) -> Path:
     config = yaml.safe_load(CONFIG_FILE.read_text())
     change(config)
