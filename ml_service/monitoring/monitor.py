@@ -2,7 +2,8 @@
 
     python -m ml_service.monitoring.monitor [--service NAME] [--model_version N]
                                             [--since YYYY-MM-DD] [--until YYYY-MM-DD]
-                                            [--source local|appinsights] [--workspace_id ID]
+                                            [--source local|appinsights|mdc]
+                                            [--workspace_id ID] [--collected_dir DIR]
                                             [--report_dir DIR] [--register] [--retrain]
 
 Reads the requests the local service collected (ml_service/monitoring/collector.py) for the
@@ -24,8 +25,9 @@ A summary is printed.
 
 ``--source appinsights`` reads the records the service logged to Application Insights on
 Azure ML v1 instead (appinsights.py; ``--workspace_id`` or LOG_ANALYTICS_WORKSPACE_ID names
-its Log Analytics workspace); with ``MLOPS_BACKEND=azureml`` the model and its dataset come
-from the workspace, and the report goes to ``--report_dir``.
+its Log Analytics workspace); ``--source mdc`` reads what SDK v2's data collector kept for an
+online deployment, downloaded to ``--collected_dir`` (mdc.py). With an Azure ML backend the
+model and its dataset come from the workspace, and the report goes to ``--report_dir``.
 
 ``--register`` registers the window's collected rows as the next version of the dataset
 ``<model>_scoring_inputs`` (the model name without its file extension), for labelling and
@@ -62,13 +64,14 @@ from ml_service.backends.base import ModelVersion
 from ml_service.errors import MLOpsError
 from ml_service.monitoring import appinsights
 from ml_service.monitoring.collected import Collected, read_collected
+from ml_service.monitoring.mdc import read_mdc
 from ml_service.util.cli import run_cli
 from ml_service.util.deploy_local import production_or_version
 from ml_service.util.env_variables import BackendSettings, ScoringSettings, TrainingSettings
 
 LOGGER = logging.getLogger(__name__)
 EXIT_DRIFT = 3
-LOCAL, APPINSIGHTS = "local", "appinsights"
+LOCAL, APPINSIGHTS, MDC = "local", "appinsights", "mdc"
 EXPERIMENT = "monitoring"
 REPORT_FOLDER = "monitoring"
 REPORT_JSON = "monitoring_report.json"
@@ -266,13 +269,14 @@ def window_text(since: Optional[dt.date], until: Optional[dt.date]) -> str:
 def check_options(args: argparse.Namespace, backend_kind: str) -> None:
     """Refuse, before any work, what this backend and source cannot do."""
     if backend_kind != "local":
-        wanted = (("--source appinsights", args.source == APPINSIGHTS),
+        wanted = (("--source appinsights (SDK v1) or mdc (SDK v2)",
+                   args.source in (APPINSIGHTS, MDC)),
                   ("--report_dir", bool(args.report_dir)))
         needed = [option for option, given in wanted if not given]
         if needed:
             raise MonitoringError(f"MLOPS_BACKEND={backend_kind}: the records are in "
-                                  "Application Insights and the report goes to a folder: pass "
-                                  + " and ".join(needed))
+                                  "Application Insights or the data collector's blobs and the "
+                                  "report goes to a folder: pass " + " and ".join(needed))
         if args.retrain:
             raise MonitoringError(f"MLOPS_BACKEND={backend_kind}: --retrain runs the local "
                                   "pipeline; on Azure ML, run ml_service.pipelines."
@@ -282,6 +286,11 @@ def check_options(args: argparse.Namespace, backend_kind: str) -> None:
         raise MonitoringError(f"--source appinsights needs the Log Analytics workspace id of "
                               f"the service's Application Insights: --workspace_id or "
                               f"{appinsights.WORKSPACE_VARIABLE}")
+    if (args.source == MDC) != bool(args.collected_dir):
+        raise MonitoringError("--source mdc reads the data collector's files of one online "
+                              "deployment from --collected_dir (and only then is it used): "
+                              "pass both, the folder downloaded from the workspace's blob store "
+                              "(modelDataCollector/<endpoint>/<deployment>/)")
 
 
 def workspace_id(args: argparse.Namespace) -> str:
@@ -289,8 +298,13 @@ def workspace_id(args: argparse.Namespace) -> str:
     return (args.workspace_id or os.environ.get(appinsights.WORKSPACE_VARIABLE, "")).strip()
 
 
-def collected_records(args: argparse.Namespace, backend: Any, service: str) -> Collected:
-    """The window's records, from the local store or from Application Insights."""
+def collected_records(args: argparse.Namespace, backend: Any, service: str,
+                      model: Any) -> Collected:
+    """The window's records, from the local store, Application Insights or the data
+    collector's files (whose records are the deployment's, so the model's)."""
+    if args.source == MDC:
+        return read_mdc(Path(args.collected_dir), model.name, model.version, args.since,
+                        args.until)
     if args.source == APPINSIGHTS:
         return appinsights.read_app_insights(appinsights.logs_client(), workspace_id(args),
                                              args.since, args.until, service)
@@ -308,7 +322,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     service = args.service or ScoringSettings.from_env().service_name
     model = production_or_version(backend, training.model_name, args.model_version)
     dataset, frame = training_frame(backend, model)
-    collected = collected_records(args, backend, service)
+    collected = collected_records(args, backend, service, model)
     records = [r for r in collected.records
                if r["model"] == model.name and str(r["version"]) == str(model.version)]
     window = window_text(args.since, args.until)
@@ -419,12 +433,14 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
                         help="the model version to check (default: production)")
     parser.add_argument("--since", type=day, help="first UTC day, YYYY-MM-DD")
     parser.add_argument("--until", type=day, help="last UTC day, YYYY-MM-DD")
-    parser.add_argument("--source", choices=(LOCAL, APPINSIGHTS), default=LOCAL,
-                        help="where the records are: the local store (default) or Application "
-                             "Insights (Azure ML v1)")
+    parser.add_argument("--source", choices=(LOCAL, APPINSIGHTS, MDC), default=LOCAL,
+                        help="where the records are: the local store (default), Application "
+                             "Insights (Azure ML v1) or the data collector's files (v2)")
     parser.add_argument("--workspace_id", help="the Log Analytics workspace of the service's "
                                                "Application Insights (default: "
                                                f"{appinsights.WORKSPACE_VARIABLE})")
+    parser.add_argument("--collected_dir", help="--source mdc: the online deployment's "
+                                                "folder of collected data, downloaded")
     parser.add_argument("--report_dir", help="write the report to this folder (default: an "
                                              "MLflow run in the local store)")
     parser.add_argument("--register", action="store_true",

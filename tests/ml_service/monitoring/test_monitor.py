@@ -220,8 +220,70 @@ def test_records_from_application_insights_are_judged_the_same_way(backend, prod
     assert len(service.seen) == 1
 
 
+def mdc_event(collection, request, when, frame):
+    """One line as the deployment's data collector writes it to blob storage: the frame as
+    azureml-ai-monitoring serialises it (to_json, orient records), in its event envelope."""
+    return json.dumps({"specversion": "1.0", "id": f"{collection}-{request}",
+                       "type": f"azureml.inference.{collection}", "time": when,
+                       "datacontenttype": "application/json", "correlationid": request,
+                       "data": json.loads(frame.to_json(orient="records"))})
+
+
+def write_mdc(folder, model, window, torn=False):
+    """The window's requests (20 rows each) as the collector keeps them, hour by hour."""
+    import pandas as pd
+
+    now = dt.datetime.now(dt.timezone.utc)
+    hour = Path(f"{now:%Y/%m/%d/%H}")
+    lines = {"model_inputs": [], "model_outputs": []}
+    for start in range(0, len(window), 20):
+        chunk = window.iloc[start:start + 20]
+        request, when = f"req-{start}", now.isoformat()
+        answer = predict(model, chunk.to_numpy(dtype=float))
+        lines["model_inputs"].append(mdc_event("model_inputs", request, when, chunk))
+        lines["model_outputs"].append(mdc_event("model_outputs", request, when,
+                                                pd.DataFrame(dict(answer))))
+    for collection, written in lines.items():
+        (folder / collection / hour).mkdir(parents=True)
+        text = "\n".join(written) + "\n" + ('{"data": [' if torn else "")
+        (folder / collection / hour / "part-0.jsonl").write_text(text)
+
+
+def test_what_sdk_v2s_data_collector_kept_is_judged_the_same_way(backend, production, capsys,
+                                                                 caplog, tmp_path):
+    """--source mdc: a deployment's folder of model_inputs / model_outputs events, joined by
+    request id; a torn last line (a download cut short) is skipped and counted."""
+    model, version, frame = production
+    window = features(WINDOW_ROWS, seed=1)
+    shifted = str(window.columns[0])
+    window[shifted] += frame[shifted].std()
+    write_mdc(tmp_path / "blue", model, window, torn=True)
+    code, out, _ = run(capsys, caplog, "--source", "mdc", "--collected_dir",
+                       str(tmp_path / "blue"), "--report_dir", str(tmp_path / "report"))
+    assert code == monitor.EXIT_DRIFT, out
+    assert f"rows: {WINDOW_ROWS} from {WINDOW_ROWS // 20} requests" in out
+    report = json.loads((tmp_path / "report" / monitor.REPORT_JSON).read_text())
+    assert report["drifted_features"] == [shifted]
+
+
+def test_a_folder_that_is_not_a_deployments_collected_data_is_named(tmp_path):
+    from ml_service.monitoring.collected import CollectedDataError
+    from ml_service.monitoring.mdc import read_mdc
+
+    with pytest.raises(CollectedDataError, match=f"{tmp_path} has no model_inputs/"):
+        read_mdc(tmp_path, MODEL_NAME, 1)
+    hour = tmp_path / "model_inputs" / "2026" / "12" / "03" / "10"
+    hour.mkdir(parents=True)
+    (hour / "a.jsonl").write_text('{"correlationid": "r", "data": 5}\n')
+    with pytest.raises(CollectedDataError, match=r"a.jsonl, line 1: .* data, a list of rows"):
+        read_mdc(tmp_path, MODEL_NAME, 1)
+
+
 @pytest.mark.parametrize("variables, argv, message", [
-    ({"MLOPS_BACKEND": "azureml"}, [], "pass --source appinsights and --report_dir"),
+    ({"MLOPS_BACKEND": "azureml"}, [], "pass --source appinsights .* and --report_dir"),
+    ({"MLOPS_BACKEND": "azureml-v2"}, ["--source", "mdc", "--report_dir", "r"],
+     "reads the data collector's files of one online deployment from --collected_dir"),
+    ({}, ["--collected_dir", "d"], "--source mdc reads"),
     ({"MLOPS_BACKEND": "azureml"}, ["--source", "appinsights", "--report_dir", "r",
                                     "--retrain"], "run ml_service.pipelines.run_train_pipeline"),
     ({}, ["--source", "appinsights"], "needs the Log Analytics workspace id"),
