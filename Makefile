@@ -22,7 +22,7 @@ V2_VENV := .venv-v2
 V2_STAMP := $(V2_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-quick test-v2-environment lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
+.PHONY: help run app test test-quick test-v2-environment lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, smoke test (DATA=file.csv)
 	$(BIN)/python -m ml_service.local_loop $(if $(DATA),--data "$(DATA)")
+
+app: $(STAMP) ## Serve the web app against the local deployment of the production model (PORT=8000)
+	$(BIN)/python -m ml_service.util.run_webapp --port $(or $(PORT),8000)
 
 test: $(STAMP) $(INDEX_CACHE) ## Run the tests with coverage, on TEST_WORKERS processes (default 2)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --durations=15 \

@@ -5,7 +5,7 @@ import re
 import shutil
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict
+from typing import TYPE_CHECKING, Any, Dict, Iterator, NamedTuple
 
 import pytest
 from hypothesis import settings
@@ -121,6 +121,52 @@ def backend(mlops_root: Path) -> "LocalBackend":
     from ml_service.backends.local import LocalBackend
 
     return LocalBackend(mlops_root)
+
+
+class ServedModel(NamedTuple):
+    """The model package's model, registered as production in a store of its own and served
+    by the real azmlinfsrv."""
+
+    backend: "LocalBackend"
+    version: Any
+    deployment: Any
+    model: Any
+    data: Any  # the split it was trained and tested on
+
+
+@pytest.fixture(scope="session")
+def served_model(tmp_path_factory) -> Iterator[ServedModel]:
+    """One served model per test process, shared by every test that needs a server: the
+    example model, trained by the model package on its sample data (with its feature names,
+    as the train step saves it); stopped at the end."""
+    import requests
+
+    from diabetes_regression.parameters import load_parameters
+    from diabetes_regression.training.model_files import save_model
+    from diabetes_regression.training.train import (TARGET_COLUMN, get_model_metrics,
+                                                    load_sample_data, split_data, train_model)
+    from ml_service.backends.local import LocalBackend
+    from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
+    from ml_service.util.env_variables import TrainingSettings
+
+    root = tmp_path_factory.mktemp("scoring") / ".mlops"
+    backend = LocalBackend(root)
+    frame = load_sample_data()
+    data = split_data(frame)
+    model = train_model(data, load_parameters().training)
+    model_path = save_model(model, root.parent, input_example=data["test"]["X"],
+                            feature_names=[str(c) for c in frame.columns if c != TARGET_COLUMN])
+    run_id = backend.start_pipeline_run("p", {})
+    metrics = {name: str(value) for name, value in get_model_metrics(model, data).items()}
+    version = backend.register_model(TrainingSettings().model_name, model_path, run_id,
+                                     metrics)
+    backend.set_production_model(version.name, version.version)
+    version = backend.get_production_model(version.name)
+    deployment = backend.deploy_model(version, "test-svc", scoring_service_spec())
+    yield ServedModel(backend, version, deployment, model, data)
+    assert backend.delete_deployment("test-svc") is True
+    with pytest.raises(requests.ConnectionError):
+        requests.get(deployment.scoring_uri.rsplit("/", 1)[0] + "/", timeout=2)
 
 
 class BorrowedLauncher:

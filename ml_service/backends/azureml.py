@@ -14,16 +14,15 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
                     Tuple)
 
 import pandas as pd
 
-from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deployment,
-                                      ModelVersion, PipelineRun, PublishedPipeline,
-                                      ServiceSpec, StepRun)
+from ml_service.backends.base import (LATEST, PRODUCTION_SINCE_TAG, Backend, DatasetVersion,
+                                      Deployment, ModelVersion, PipelineRun,
+                                      PublishedPipeline, ServiceSpec, StepRun, promotion_time)
 from ml_service.errors import (ConfigurationError, DeploymentError,
                                ModelAlreadyRegisteredError, ModelNotFoundError)
 from ml_service.pipelines.definition import PipelineDefinition
@@ -37,14 +36,7 @@ LOGGER = logging.getLogger(__name__)
 # Azure ML v1 has no model aliases: the production version carries this tag, and the
 # time it was promoted (UTC, ISO 8601, sortable as text).
 PRODUCTION_TAG = "production"
-PRODUCTION_SINCE_TAG = "production_since"
 CANCEL_TAG = "mlops.cancel_reason"
-
-
-def promotion_time(now: Optional[datetime] = None) -> str:
-    """The value of the production_since tag for a promotion happening now."""
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def promotion_key(model: Any) -> Tuple[str, int]:

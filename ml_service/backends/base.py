@@ -6,6 +6,7 @@ azureml-core.
 """
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
@@ -15,6 +16,14 @@ if TYPE_CHECKING:  # pandas only in annotations: the executor starts without imp
     import pandas as pd
 
 LATEST = "latest"
+# When a model version became production (UTC, ISO 8601), a tag every backend writes.
+PRODUCTION_SINCE_TAG = "production_since"
+
+
+def promotion_time(now: Optional[datetime] = None) -> str:
+    """The value of the production_since tag for a promotion happening now."""
+    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

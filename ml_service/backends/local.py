@@ -28,9 +28,9 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from ml_service.backends.base import (LATEST, Backend, DatasetVersion, Deployment,
-                                      ModelVersion, PipelineRun, PublishedPipeline,
-                                      ServiceSpec, StepRun)
+from ml_service.backends.base import (LATEST, PRODUCTION_SINCE_TAG, Backend, DatasetVersion,
+                                      Deployment, ModelVersion, PipelineRun,
+                                      PublishedPipeline, ServiceSpec, StepRun, promotion_time)
 from ml_service.backends import local_server
 from ml_service.monitoring.variables import (COLLECTOR_VARIABLE, FOLDER_VARIABLE,
                                              MODEL_NAME_VARIABLE, MODEL_VERSION_VARIABLE,
@@ -440,6 +440,8 @@ class LocalBackend(Backend):
 
     def set_production_model(self, name: str, version: int) -> None:
         self.get_model(name, version)
+        self.client.set_model_version_tag(name, str(version), PRODUCTION_SINCE_TAG,
+                                          promotion_time())
         self.client.set_registered_model_alias(name, PRODUCTION_ALIAS, str(version))
         LOGGER.info("Model %s version %s is now %r", name, version, PRODUCTION_ALIAS)
 

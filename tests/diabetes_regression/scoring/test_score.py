@@ -19,9 +19,6 @@ from diabetes_regression.scoring import score
 from diabetes_regression.training import prediction
 from diabetes_regression.training.model_files import save_model
 from diabetes_regression.training.prediction import PROBABILITY, VALUE
-from diabetes_regression.training.train import load_sample_data, split_data, train_model
-from ml_service.backends.local import LocalBackend
-from ml_service.pipelines.diabetes_regression_pipeline import scoring_service_spec
 from ml_service.util.smoke_test_scoring_service import smoke_test
 
 SCORING = load_parameters().scoring
@@ -208,24 +205,12 @@ def test_find_model_wants_exactly_one(tmp_path):
     assert score.find_model(tmp_path).name == "model.pkl"
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    """The example model, trained by the model package, served by the real azmlinfsrv as the
-    production model; stopped afterwards."""
-    root = tmp_path_factory.mktemp("scoring") / ".mlops"
-    backend = LocalBackend(root)
-    model = train_model(split_data(load_sample_data()), load_parameters().training)
-    assert model.n_features_in_ == N, "parameters.json's scoring.sample does not fit the model"
-    model_path = save_model(model, root.parent)
-    run_id = backend.start_pipeline_run("p", {})
-    version = backend.register_model("diabetes_regression_model.pkl", model_path, run_id, {})
-    backend.set_production_model(version.name, version.version)
-    deployment = backend.deploy_model(backend.get_production_model(version.name), "test-svc",
-                                      scoring_service_spec())
-    yield deployment, model
-    assert backend.delete_deployment("test-svc") is True
-    with pytest.raises(requests.ConnectionError):
-        requests.get(deployment.scoring_uri.rsplit("/", 1)[0] + "/", timeout=2)
+@pytest.fixture
+def service(served_model):
+    """The served model (tests/conftest.py): its deployment and the estimator."""
+    assert served_model.model.n_features_in_ == N, \
+        "parameters.json's scoring.sample does not fit the model"
+    return served_model.deployment, served_model.model
 
 
 def is_classifier(model):
