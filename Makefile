@@ -20,6 +20,11 @@ TEST_WORKERS ?= 2
 V2_ENVIRONMENT := diabetes_regression/azureml_v2_environment
 V2_VENV := .venv-v2
 V2_STAMP := $(V2_VENV)/.installed
+# The web app's browser tests drive the OS's Chromium and its driver (Debian's chromium and
+# chromium-driver packages), never a browser downloaded at run time.
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+BROWSER_PACKAGES := chromium chromium-driver
 
 .DEFAULT_GOAL := help
 .PHONY: help run app test test-quick test-v2-environment lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
@@ -48,12 +53,16 @@ run: $(STAMP) ## Run the whole loop locally: train, evaluate, register, deploy, 
 app: $(STAMP) ## Serve the web app against the local deployment of the production model (PORT=8000)
 	$(BIN)/python -m ml_service.util.run_webapp --port $(or $(PORT),8000)
 
-test: $(STAMP) $(INDEX_CACHE) ## Run the tests with coverage, on TEST_WORKERS processes (default 2)
+test: $(STAMP) $(INDEX_CACHE) $(CHROMEDRIVER) ## Run the tests with coverage, on TEST_WORKERS processes (default 2)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --durations=15 \
 		--cov --cov-report=term --cov-report=xml
 
 test-quick: $(STAMP) ## The unit tests only, for the inner loop: no process, server, kill or copy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not integration and not process" -q
+
+$(CHROMEDRIVER):
+	@command -v apt-get >/dev/null || { echo "error: the browser tests need /usr/bin/chromium and $(CHROMEDRIVER): install your OS's Chromium and ChromeDriver packages" >&2; exit 1; }
+	$(SUDO) apt-get install -y -q $(BROWSER_PACKAGES) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES); }
 
 # The v2 steps' lock, its test group, and the project's code (not its dependencies).
 $(V2_STAMP): $(V2_ENVIRONMENT)/uv.lock pyproject.toml | $(UV)

@@ -18,6 +18,7 @@ collector.py), off the request path; a refused request is only counted.
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -31,7 +32,7 @@ from flask import g, has_request_context
 from inference_schema.parameter_types.standard_py_parameter_type import (
     StandardPythonParameterType)
 from inference_schema.schema_decorators import input_schema, output_schema
-from inference_schema.schema_util import is_schema_decorated
+from inference_schema.schema_util import get_input_schema, is_schema_decorated
 from werkzeug.exceptions import HTTPException
 
 from diabetes_regression.parameters import load_parameters
@@ -45,6 +46,11 @@ DATA_KEY = "data"
 ALLOWED = "POST, OPTIONS"
 NUMBER_TYPES = frozenset((float, int))
 SHOWN_CHARACTERS = 40
+# Set to "none" where the service checks no key (the local backend's servers): /swagger.json
+# then declares no Authorization header. The descriptions are written in AML_APP_ROOT.
+AUTH_VARIABLE, NO_AUTH, APP_ROOT_VARIABLE = "MLOPS_SCORING_AUTH", "none", "AML_APP_ROOT"
+# The file each OpenAPI version of the server reads in AML_APP_ROOT instead of building one.
+DESCRIPTION_FILES = {"2": "swagger.json", "3": "swagger3.json", "3.1": "swagger3.1.json"}
 
 
 class RequestError(ValueError):
@@ -125,6 +131,75 @@ def describe_api(function: Any, sample: Mapping[str, Any], loaded: Scorer) -> No
     if is_classifier:
         input_schema(LABELS_KEY, StandardPythonParameterType(True), optional=True)(body)
     output_schema(StandardPythonParameterType(answer))(body)
+    constrain(get_input_schema(body), loaded)
+    if os.environ.get(AUTH_VARIABLE) == NO_AUTH:
+        write_descriptions_as_served(function, os.environ.get(APP_ROOT_VARIABLE, ""))
+
+
+def constrain(schema: dict, loaded: Scorer) -> None:
+    """Say in the request's schema what parse_body refuses, which inference-schema's
+    example-based schema leaves out: ``data`` is required, no other key is taken, and it
+    holds 1 to max_rows rows of exactly the model's width."""
+    schema["required"] = [DATA_KEY]
+    schema["additionalProperties"] = False
+    rows = schema["properties"][DATA_KEY]
+    rows.update(minItems=1, maxItems=loaded.max_rows)
+    rows["items"].update(minItems=loaded.n_features, maxItems=loaded.n_features)
+
+
+def write_descriptions_as_served(function: Any, app_root: str) -> None:
+    """The server's own API descriptions of ``function`` (every OpenAPI version it serves),
+    without the Authorization header its templates declare, as the files the server serves
+    instead of its own (``swagger.json``, ``swagger3.json``, ``swagger3.1.json`` in
+    AML_APP_ROOT). For a service that checks no key: the local backend's. On Azure ML the
+    endpoint checks a key or a token, as the server's descriptions say."""
+    from azureml_inference_server_http.constants import SERVER_ROOT
+    from azureml_inference_server_http.server.swagger import Swagger
+
+    class Script:
+        """What the server's description builders ask of the scoring script."""
+
+        @staticmethod
+        def get_run_function() -> Any:
+            return function
+
+    if not app_root or not os.path.isdir(app_root):
+        raise RuntimeError(f"{AUTH_VARIABLE}={NO_AUTH} needs {APP_ROOT_VARIABLE}, the "
+                           f"service's own folder; it is {app_root!r}")
+    with tempfile.TemporaryDirectory() as nothing:  # no earlier file is read back
+        built = Swagger(nothing, SERVER_ROOT, Script()).swagger_jsons
+    for version, name in DESCRIPTION_FILES.items():
+        if version in built:
+            described = as_served_here(json.loads(json.dumps(built[version])))
+            path = Path(app_root) / name
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps(described, indent=1))
+            os.replace(partial, path)
+
+
+def as_served_here(description: dict) -> dict:
+    """The server's OpenAPI (2 or 3) description of a service that checks no key, corrected
+    where its templates do not say what it does: no security requirement or scheme; the
+    scoring request's body required (none is refused, 415); the liveness route answering an
+    HTML page (the templates say plain text)."""
+    description.pop("security", None)
+    description.pop("securityDefinitions", None)
+    description.get("components", {}).pop("securitySchemes", None)
+    for path, operations in description.get("paths", {}).items():
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                operation.pop("security", None)
+        if "requestBody" in operations.get("post", {}):  # OpenAPI 3
+            operations["post"]["requestBody"]["required"] = True
+        for parameter in operations.get("post", {}).get("parameters", []):  # OpenAPI 2
+            if parameter.get("in") == "body":
+                parameter["required"] = True
+        healthy = operations.get("get", {}).get("responses", {}).get("200", {})
+        if path.endswith("/") and "content" in healthy:  # OpenAPI 3
+            healthy["content"] = {"text/html": healthy["content"].popitem()[1]}
+        elif path.endswith("/") and "get" in operations:  # OpenAPI 2
+            operations["get"]["produces"] = ["text/html"]
+    return description
 
 
 @rawhttp

@@ -58,6 +58,9 @@ def start_server(entry_script: Path, service_dir: Path, port: int = 0,
     log_path = service_dir / "server.log"
     service_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(environment or {})}
+    # This server checks no key: score.py writes API descriptions that declare none into the
+    # service's folder, which the server reads them from.
+    env.update({"MLOPS_SCORING_AUTH": "none", "AML_APP_ROOT": str(service_dir)})
     # The scoring script imports from the project's one import root.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     with open(log_path, "wb") as log:
