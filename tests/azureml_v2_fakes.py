@@ -227,6 +227,11 @@ class FakeOnline:
         self.history.append(("create", deployment.name, version))
         return done(deployment)
 
+    def get_deployment(self, name, endpoint_name, **_):
+        if (endpoint_name, name) not in self.deployments:
+            raise ResourceNotFoundError(f"deployment {name} not found")
+        return copy.deepcopy(self.deployments[(endpoint_name, name)])
+
     def list_deployments(self, endpoint_name, **_):
         return [d for (e, _), d in self.deployments.items() if e == endpoint_name]
 
@@ -249,7 +254,8 @@ class FakeClient:
             begin_create_or_update=online.create_or_update_endpoint)
         self.online_deployments = operations(
             OnlineDeploymentOperations, begin_create_or_update=online.create_or_update_deployment,
-            list=online.list_deployments, begin_delete=online.delete_deployment)
+            get=online.get_deployment, list=online.list_deployments,
+            begin_delete=online.delete_deployment)
         self.models = operations(ModelOperations, create_or_update=fake.create_model,
                                  get=fake.get_model, list=fake.list_models,
                                  download=fake.download_model)

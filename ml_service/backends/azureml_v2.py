@@ -397,7 +397,24 @@ class AzureMLv2Backend(Backend):
         raise self._no_deployments()
 
     def get_deployment(self, service_name: str) -> Optional[Deployment]:
-        raise self._no_deployments()
+        """The managed online endpoint of that name, as a deployment: its scoring URI, the
+        model version of the deployment with the most live traffic, and its primary key
+        (read through the SDK); None when the workspace has no such endpoint."""
+        from ml_service.backends.azureml_v2_online import model_version
+
+        try:
+            endpoint = self.client.online_endpoints.get(service_name)
+        except not_found():
+            return None
+        traffic = {name: share for name, share in (endpoint.traffic or {}).items() if share}
+        if not traffic:
+            return None
+        serving = max(traffic, key=traffic.get)
+        deployment = self.client.online_deployments.get(serving, service_name)
+        model = self.training.model_name
+        key = self.client.online_endpoints.get_keys(service_name).primary_key
+        return Deployment(service_name, endpoint.scoring_uri, model,
+                          model_version(deployment.model), key=key)
 
     def delete_deployment(self, service_name: str) -> bool:
         raise self._no_deployments()

@@ -101,8 +101,10 @@ def write_card(target: Path, card: Mapping[str, Any]) -> Path:
 
 
 def build_card(backend: Any, model: Any, out: Path, evaluation_dir: Optional[Path] = None,
-               monitoring_dir: Optional[Path] = None) -> Path:
-    """Write the card of one model version into ``out`` (replaced whole); return card.json."""
+               monitoring_dir: Optional[Path] = None, scoring_uri: Optional[str] = None
+               ) -> Path:
+    """Write the card of one model version into ``out`` (replaced whole); return card.json.
+    ``scoring_uri``: where the version is served, for a web app packaged with the card."""
     from diabetes_regression.evaluate.report import REPORT_JSON
     from diabetes_regression.parameters import load_parameters
     from diabetes_regression.training.model_files import find_model, load_model
@@ -136,6 +138,7 @@ def build_card(backend: Any, model: Any, out: Path, evaluation_dir: Optional[Pat
                                     REPORT_JSON, staging, "evaluation"),
         "monitoring": copy_pictures(monitoring_dir or local_monitoring_dir(backend, model),
                                     MONITORING_JSON, staging, "monitoring"),
+        **({"scoring_uri": scoring_uri} if scoring_uri else {}),
     }
     write_card(staging, card)
     if out.exists():

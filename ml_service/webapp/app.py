@@ -3,7 +3,8 @@
     python -m ml_service.webapp.app [--host H] [--port P]        (make app runs it locally)
     gunicorn 'ml_service.webapp.app:create_app()'               (App Service)
 
-Settings (environment): WEBAPP_SCORING_URI (the endpoint's scoring URI), WEBAPP_SCORING_KEY
+Settings (environment): WEBAPP_SCORING_URI (the endpoint's scoring URI; by default the one the
+card was packaged with), WEBAPP_SCORING_KEY
 (its key; unset for the local service, which checks none), WEBAPP_MODEL_CARD (the model
 card's folder, written by ``python -m ml_service.util.model_card``), WEBAPP_TIMEOUT_S
 (seconds to wait for the endpoint, 30) and WEBAPP_MAX_UPLOAD_BYTES (5,000,000).
@@ -52,11 +53,9 @@ class WebAppSettings:
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "WebAppSettings":
         """Read the WEBAPP_* settings; a missing or bad one is named."""
         env = os.environ if env is None else env
-        missing = [name for name in ("WEBAPP_SCORING_URI", "WEBAPP_MODEL_CARD")
-                   if not env.get(name, "").strip()]
-        if missing:
-            raise WebAppConfigError(f"{' and '.join(missing)} not set: the scoring URI of the "
-                                    "endpoint and the model card's folder (make app sets both)")
+        if not env.get("WEBAPP_MODEL_CARD", "").strip():
+            raise WebAppConfigError("WEBAPP_MODEL_CARD not set: the model card's folder (make "
+                                    "app sets it; the packaged app has it in model_card/)")
         try:
             timeout = float(env.get("WEBAPP_TIMEOUT_S", cls.timeout_s))
             limit = int(env.get("WEBAPP_MAX_UPLOAD_BYTES", cls.max_upload_bytes))
@@ -65,7 +64,8 @@ class WebAppSettings:
         if not (timeout > 0 and limit > 0):
             raise WebAppConfigError("WEBAPP_TIMEOUT_S and WEBAPP_MAX_UPLOAD_BYTES must be "
                                     "positive")
-        return cls(env["WEBAPP_SCORING_URI"].strip(), Path(env["WEBAPP_MODEL_CARD"].strip()),
+        return cls(env.get("WEBAPP_SCORING_URI", "").strip(),
+                   Path(env["WEBAPP_MODEL_CARD"].strip()),
                    env.get("WEBAPP_SCORING_KEY", "").strip() or None, timeout, limit)
 
 
@@ -139,8 +139,12 @@ def create_app(settings: Optional[WebAppSettings] = None) -> Flask:
     """The Flask app, its settings read from the environment unless given."""
     settings = settings or WebAppSettings.from_env()
     card = read_card(settings.card_dir)
-    view = View(settings, card, Endpoint(settings.scoring_uri, settings.scoring_key,
-                                         settings.timeout_s, int(card.get("max_rows") or 1000)))
+    uri = settings.scoring_uri or card.get("scoring_uri")
+    if not uri:
+        raise WebAppConfigError(f"no scoring URI: set WEBAPP_SCORING_URI, or package the card "
+                                f"with the endpoint's ({settings.card_dir / CARD_JSON} has none)")
+    view = View(settings, card, Endpoint(uri, settings.scoring_key, settings.timeout_s,
+                                         int(card.get("max_rows") or 1000)))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 64 * 1024
     add_try_it(app, view)

@@ -218,4 +218,4 @@ def test_the_credential_follows_where_the_code_runs(env, kind):
 
 def test_deployments_name_the_backends_that_deploy(backend):
     with pytest.raises(ConfigurationError, match="MLOPS_BACKEND=azureml"):
-        backend.get_deployment("svc")
+        backend.deploy_model(None, "svc", None)

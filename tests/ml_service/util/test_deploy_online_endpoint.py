@@ -119,6 +119,19 @@ def test_the_endpoints_run_as_the_identity_the_infrastructure_made(
     assert list(rest["identity"]["userAssignedIdentities"]) == [identity]
 
 
+def test_the_backend_gives_the_endpoint_the_most_traffic_goes_to_with_its_key(
+        workspace, online, posts):
+    from ml_service.backends import get_backend
+
+    backend = get_backend()
+    assert backend.get_deployment(PRODUCTION) is None
+    promote(workspace, 1)
+    assert deploy_online_endpoint.main(["--stage", "production"]) == 0
+    found = backend.get_deployment(PRODUCTION)
+    assert (found.scoring_uri, found.model_name, found.model_version, found.key) == (
+        online.endpoints[PRODUCTION].scoring_uri, MODEL, 1, FakeOnline.KEY)
+
+
 def test_production_rolls_a_new_version_out_blue_green(workspace, online, posts):
     promote(workspace, 1)
     assert deploy_online_endpoint.main(["--stage", "production"]) == 0

@@ -162,7 +162,7 @@ def test_the_card_page_shows_the_model_and_serves_only_its_pictures(client, card
 
 
 @pytest.mark.parametrize("env, message", [
-    ({}, "WEBAPP_SCORING_URI and WEBAPP_MODEL_CARD not set"),
+    ({}, "WEBAPP_MODEL_CARD not set"),
     ({"WEBAPP_SCORING_URI": "u", "WEBAPP_MODEL_CARD": "c", "WEBAPP_TIMEOUT_S": "soon"},
      "WEBAPP_TIMEOUT_S"),
     ({"WEBAPP_SCORING_URI": "u", "WEBAPP_MODEL_CARD": "c", "WEBAPP_TIMEOUT_S": "0"},
