@@ -85,6 +85,12 @@ param aksVmSize string = 'Standard_D3_v2'
 ])
 param aksClusterPurpose string = 'DevTest'
 
+@description('Create the web app people use the model through: App Service (Linux, Python 3.11) with a managed identity that reads the endpoint key from the key vault.')
+param deployModelApp bool = false
+
+@description('Tier of the web app\'s App Service plan.')
+param modelAppSku string = 'B1'
+
 @description('Tags set on every resource.')
 param tags object = {}
 
@@ -102,6 +108,12 @@ var endpointIdentityName = 'id-${name}-endpoints'
 var acrPullRoleId = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 // Built-in role "Storage Blob Data Contributor": read and write blobs.
 var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+var modelAppPlanName = 'plan-${name}'
+var modelAppName = 'app-${name}'
+// Built-in role "Key Vault Secrets User": read secrets (the web app's Key Vault reference).
+var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
+// The secret the CD pipeline writes the scoring endpoint's key to.
+var scoringKeySecretName = 'model-app-scoring-key'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
@@ -229,6 +241,65 @@ resource endpointStorageAccess 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
+// The web app (ml_service/webapp), packaged and deployed by the CD pipeline. It reads the
+// endpoint's key through a Key Vault reference, resolved with its own identity.
+resource modelAppPlan 'Microsoft.Web/serverfarms@2023-12-01' = if (deployModelApp) {
+  name: modelAppPlanName
+  location: location
+  tags: tags
+  kind: 'linux'
+  sku: {
+    name: modelAppSku
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource modelApp 'Microsoft.Web/sites@2023-12-01' = if (deployModelApp) {
+  name: modelAppName
+  location: location
+  tags: tags
+  kind: 'app,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: modelAppPlan.id
+    httpsOnly: true
+    siteConfig: {
+      linuxFxVersion: 'PYTHON|3.11'
+      appCommandLine: 'gunicorn --bind=0.0.0.0 --timeout 120 "ml_service.webapp.app:create_app()"'
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      appSettings: [
+        {
+          name: 'SCM_DO_BUILD_DURING_DEPLOYMENT'
+          value: 'true'
+        }
+        {
+          name: 'WEBAPP_MODEL_CARD'
+          value: 'model_card'
+        }
+        {
+          name: 'WEBAPP_SCORING_KEY'
+          value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${scoringKeySecretName})'
+        }
+      ]
+    }
+  }
+}
+
+resource modelAppSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deployModelApp) {
+  name: guid(keyVault.id, modelApp.id, keyVaultSecretsUserRoleId)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRoleId)
+    principalId: modelApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource aksCluster 'Microsoft.ContainerService/managedClusters@2024-02-01' = if (deployAks) {
   name: aksClusterName
   location: location
@@ -275,4 +346,7 @@ output containerRegistryName string = containerRegistry.name
 output containerRegistryLoginServer string = containerRegistry.properties.loginServer
 // ONLINE_ENDPOINT_IDENTITY of the variable group: the SDK v2 online endpoints run as it.
 output onlineEndpointIdentityId string = endpointIdentity.id
+// MODEL_APP_NAME of the variable group: the CD pipeline deploys the web app to it.
+output modelAppName string = deployModelApp ? modelApp.name : ''
+output modelAppUrl string = deployModelApp ? 'https://${modelApp.properties.defaultHostName}' : ''
 output aksComputeName string = deployAks ? aksComputeName : ''

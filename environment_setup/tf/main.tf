@@ -65,7 +65,11 @@ locals {
   # Built-in roles "AcrPull" (pull images) and "Storage Blob Data Contributor".
   acr_pull_role_id                      = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
   storage_blob_data_contributor_role_id = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
-  role_definitions                      = "/subscriptions/${data.azurerm_client_config.current.subscription_id}/providers/Microsoft.Authorization/roleDefinitions"
+  # Built-in role "Key Vault Secrets User": the web app's Key Vault reference reads the key.
+  key_vault_secrets_user_role_id = "4633458b-17de-408a-b874-0445c86b69e6"
+  # The secret the CD pipeline writes the scoring endpoint's key to.
+  scoring_key_secret_name = "model-app-scoring-key"
+  role_definitions        = "/subscriptions/${data.azurerm_client_config.current.subscription_id}/providers/Microsoft.Authorization/roleDefinitions"
 }
 
 resource "azurerm_storage_account" "workspace" {
@@ -166,6 +170,58 @@ resource "azurerm_role_assignment" "endpoints_storage_access" {
   scope              = azurerm_storage_account.workspace.id
   role_definition_id = "${local.role_definitions}/${local.storage_blob_data_contributor_role_id}"
   principal_id       = azurerm_user_assigned_identity.endpoints.principal_id
+  principal_type     = "ServicePrincipal"
+}
+
+# The web app (ml_service/webapp), packaged and deployed by the CD pipeline.
+resource "azurerm_service_plan" "model_app" {
+  count = var.deploy_model_app ? 1 : 0
+
+  name                = "plan-${local.name}"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  os_type             = "Linux"
+  sku_name            = var.model_app_sku
+  tags                = var.tags
+}
+
+resource "azurerm_linux_web_app" "model_app" {
+  count = var.deploy_model_app ? 1 : 0
+
+  name                = "app-${local.name}"
+  resource_group_name = local.resource_group_name
+  location            = var.location
+  service_plan_id     = azurerm_service_plan.model_app[0].id
+  https_only          = true
+  tags                = var.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+
+  site_config {
+    app_command_line    = "gunicorn --bind=0.0.0.0 --timeout 120 \"ml_service.webapp.app:create_app()\""
+    minimum_tls_version = "1.2"
+    ftps_state          = "Disabled"
+
+    application_stack {
+      python_version = "3.11"
+    }
+  }
+
+  app_settings = {
+    SCM_DO_BUILD_DURING_DEPLOYMENT = "true"
+    WEBAPP_MODEL_CARD              = "model_card"
+    WEBAPP_SCORING_KEY             = "@Microsoft.KeyVault(VaultName=${azurerm_key_vault.workspace.name};SecretName=${local.scoring_key_secret_name})"
+  }
+}
+
+resource "azurerm_role_assignment" "model_app_secrets_user" {
+  count = var.deploy_model_app ? 1 : 0
+
+  scope              = azurerm_key_vault.workspace.id
+  role_definition_id = "${local.role_definitions}/${local.key_vault_secrets_user_role_id}"
+  principal_id       = azurerm_linux_web_app.model_app[0].identity[0].principal_id
   principal_type     = "ServicePrincipal"
 }
 

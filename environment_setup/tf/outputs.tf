@@ -48,6 +48,16 @@ output "online_endpoint_identity_id" {
   value       = azurerm_user_assigned_identity.endpoints.id
 }
 
+output "model_app_name" {
+  description = "Name of the web app (MODEL_APP_NAME), or an empty string without it."
+  value       = var.deploy_model_app ? azurerm_linux_web_app.model_app[0].name : ""
+}
+
+output "model_app_url" {
+  description = "URL of the web app, or an empty string without it."
+  value       = var.deploy_model_app ? "https://${azurerm_linux_web_app.model_app[0].default_hostname}" : ""
+}
+
 output "aks_compute_name" {
   description = "Name of the attached AKS compute, or an empty string without AKS."
   value       = var.deploy_aks ? azurerm_machine_learning_inference_cluster.aks[0].name : ""

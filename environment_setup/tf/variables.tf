@@ -106,6 +106,18 @@ variable "aks_cluster_purpose" {
   }
 }
 
+variable "deploy_model_app" {
+  description = "Create the web app people use the model through: App Service (Linux, Python 3.11) with a managed identity that reads the endpoint key from the key vault."
+  type        = bool
+  default     = false
+}
+
+variable "model_app_sku" {
+  description = "Tier of the web app's App Service plan."
+  type        = string
+  default     = "B1"
+}
+
 variable "tags" {
   description = "Tags set on every resource."
   type        = map(string)

@@ -12,7 +12,7 @@ installs. The infrastructure templates set WEBAPP_MODEL_CARD=model_card and the 
 The service is the one CD deployed last: the AKS service on SDK v1 (AKS_DEPLOYMENT_NAME), the
 production online endpoint on SDK v2 (ONLINE_ENDPOINT_NAME), the local service locally; or
 ``--service``. ``--key_file`` writes the service's key to that file (created with mode 0600)
-for the pipeline to put in Key Vault; the key is never printed.
+for the pipeline to put in Key Vault, when the service has one; the key is never printed.
 """
 import argparse
 import logging
@@ -92,13 +92,16 @@ def write_zip(out: Path, card_dir: Path, requirements: List[str]) -> Path:
     return out
 
 
-def write_key(path: Path, key: Optional[str]) -> None:
-    """The service's key, readable by this user only; an error when the service has none."""
+def write_key(path: Path, key: Optional[str]) -> bool:
+    """The service's key, in a file readable by this user only; nothing (False) when the
+    service checks no key (a local one, or one with authentication off)."""
     if not key:
-        raise DeploymentError("--key_file: the service has no key (its authentication is off)")
+        LOGGER.info("The service checks no key: %s not written", path)
+        return False
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(key)
+    return True
 
 
 def package(backend: object, model: object, service: str, out: Path,

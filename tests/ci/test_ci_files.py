@@ -115,9 +115,10 @@ def test_a_recursive_or_a_file_pattern_is_accepted(pattern):
 
 
 # A project module run with MLOPS_BACKEND=azureml signs in through the Azure CLI's login
-# (the two checks that never reach Azure excepted).
+# (the checks that never reach Azure excepted: the web app's smoke test only loads its page).
 AZURE_MODULE = re.compile(
-    r"python3?\s+-m\s+ml_service\.(?!util\.check_ci_files\b|util\.azure_validate\b)")
+    r"python3?\s+-m\s+ml_service\.(?!util\.check_ci_files\b|util\.azure_validate\b"
+    r"|util\.smoke_test_webapp\b)")
 
 
 def plain_script_steps(node):

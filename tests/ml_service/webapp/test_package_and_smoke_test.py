@@ -57,14 +57,15 @@ def test_the_unpacked_app_runs_from_the_package_alone(packaged, tmp_path):
     assert done.stdout.strip() == "200"
 
 
-def test_a_service_that_is_not_up_or_has_no_key_is_named(served_model, tmp_path):
+def test_a_service_that_is_not_up_is_named_and_a_key_is_kept_private(served_model, tmp_path):
     with pytest.raises(DeploymentError, match="no service 'elsewhere' is up"):
         package_webapp.package(served_model.backend, served_model.version, "elsewhere",
                                tmp_path / "a.zip")
-    with pytest.raises(DeploymentError, match="the service has no key"):
-        package_webapp.write_key(tmp_path / "key", None)
-    package_webapp.write_key(tmp_path / "key", "s3cret")
+    assert package_webapp.write_key(tmp_path / "none", None) is False
+    assert not (tmp_path / "none").exists()
+    assert package_webapp.write_key(tmp_path / "key", "s3cret") is True
     assert stat.S_IMODE((tmp_path / "key").stat().st_mode) == 0o600
+    assert (tmp_path / "key").read_text() == "s3cret"
 
 
 def serve(settings):
