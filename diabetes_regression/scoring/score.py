@@ -32,7 +32,8 @@ from flask import g, has_request_context
 from inference_schema.parameter_types.standard_py_parameter_type import (
     StandardPythonParameterType)
 from inference_schema.schema_decorators import input_schema, output_schema
-from inference_schema.schema_util import get_input_schema, is_schema_decorated
+from inference_schema.schema_util import (get_input_schema, get_output_schema,
+                                          is_schema_decorated)
 from werkzeug.exceptions import HTTPException
 
 from diabetes_regression.parameters import load_parameters
@@ -132,6 +133,8 @@ def describe_api(function: Any, sample: Mapping[str, Any], loaded: Scorer) -> No
         input_schema(LABELS_KEY, StandardPythonParameterType(True), optional=True)(body)
     output_schema(StandardPythonParameterType(answer))(body)
     constrain(get_input_schema(body), loaded)
+    # The answer always has "result"; "labels" only when the request asks for them.
+    get_output_schema(body)["required"] = [RESULT_KEY]
     if os.environ.get(AUTH_VARIABLE) == NO_AUTH:
         write_descriptions_as_served(function, os.environ.get(APP_ROOT_VARIABLE, ""))
 
