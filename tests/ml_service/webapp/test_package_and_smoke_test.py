@@ -17,6 +17,9 @@ from ml_service.paths import PROJECT_ROOT
 from ml_service.util import package_webapp, smoke_test_webapp
 from ml_service.webapp import app as webapp
 
+# They talk to the real served model (a server of the test process).
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def packaged(served_model, tmp_path_factory):

@@ -18,6 +18,9 @@ from ml_service.webapp import app as webapp
 from ml_service.webapp.endpoint import Endpoint, EndpointError
 from ml_service.webapp.upload import UploadError, read_rows
 
+# They talk to the real served model (a server of the test process).
+pytestmark = pytest.mark.integration
+
 PROBABILITY = "probability"
 
 
