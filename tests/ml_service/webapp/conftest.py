@@ -1,10 +1,12 @@
 """The model card of the served model (tests/conftest.py), with an evaluation report drawn
 by the model package, shared by the web app's tests."""
 import json
+import threading
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import pytest
+import requests
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +30,25 @@ def model_card(served_model, tmp_path_factory) -> Path:
 def card(model_card) -> Dict[str, Any]:
     """card.json, read."""
     return json.loads((model_card / "card.json").read_text())
+
+
+def serve(settings) -> Tuple[str, Any]:
+    """The web app on a free port of this machine, in a thread: its base URL and server."""
+    from werkzeug.serving import make_server
+
+    from ml_service.webapp import app as webapp
+
+    server = make_server("127.0.0.1", 0, webapp.create_app(settings), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+def endpoint_answers(served_model, card, rows: List[List[float]]) -> Dict[str, Any]:
+    """What the endpoint itself answers for rows (with a classifier's labels)."""
+    body = {"data": rows, **({"labels": True} if card["kind"] == "probability" else {})}
+    return requests.post(served_model.deployment.scoring_uri, json=body, timeout=10).json()
+
+
+def shown_value(result: Any) -> Any:
+    """One row's result as the app shows it: a value, or a classifier's last probability."""
+    return result[-1] if isinstance(result, list) else result

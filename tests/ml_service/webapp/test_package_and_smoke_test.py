@@ -5,17 +5,15 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import zipfile
 
 import pytest
-import requests
-from werkzeug.serving import make_server
 
 from ml_service.errors import DeploymentError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.util import package_webapp, smoke_test_webapp
 from ml_service.webapp import app as webapp
+from tests.ml_service.webapp.conftest import endpoint_answers, serve, shown_value
 
 # They talk to the real served model (a server of the test process).
 pytestmark = pytest.mark.integration
@@ -71,34 +69,26 @@ def test_a_service_that_is_not_up_is_named_and_a_key_is_kept_private(served_mode
     assert (tmp_path / "key").read_text() == "s3cret"
 
 
-def serve(settings):
-    server = make_server("127.0.0.1", 0, webapp.create_app(settings), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_the_smoke_test_sends_the_pages_example_and_reads_the_prediction(served_model,
                                                                          model_card, card):
-    server = serve(webapp.WebAppSettings(served_model.deployment.scoring_uri, model_card))
+    url, server = serve(webapp.WebAppSettings(served_model.deployment.scoring_uri, model_card))
     try:
-        value = smoke_test_webapp.smoke_test(f"http://127.0.0.1:{server.server_port}", 10)
+        value = smoke_test_webapp.smoke_test(url, 10)
     finally:
         server.shutdown()
     row = [float(f["example"]) for f in card["fields"]]
-    body = {"data": [row], **({"labels": True} if card["kind"] == "probability" else {})}
-    expected = requests.post(served_model.deployment.scoring_uri, json=body,
-                             timeout=10).json()["result"][0]
-    assert value == pytest.approx(expected[-1] if isinstance(expected, list) else expected)
+    expected = endpoint_answers(served_model, card, [row])["result"][0]
+    assert value == pytest.approx(shown_value(expected))
 
 
 def test_the_smoke_test_fails_naming_what_went_wrong(model_card):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    server = serve(webapp.WebAppSettings(f"http://127.0.0.1:{port}/score", model_card))
+    url, server = serve(webapp.WebAppSettings(f"http://127.0.0.1:{port}/score", model_card))
     try:
         with pytest.raises(DeploymentError, match="answered HTTP 502 without a prediction"):
-            smoke_test_webapp.smoke_test(f"http://127.0.0.1:{server.server_port}", 10)
+            smoke_test_webapp.smoke_test(url, 10)
     finally:
         server.shutdown()
     with pytest.raises(DeploymentError, match=r"did not answer 200 within 0 s \(last: "):

@@ -10,13 +10,13 @@ import subprocess
 import sys
 
 import pytest
-import requests
 
 from diabetes_regression.training.train import TARGET_COLUMN, load_sample_data
 from ml_service.util.model_card import input_fields
 from ml_service.webapp import app as webapp
 from ml_service.webapp.endpoint import Endpoint, EndpointError
 from ml_service.webapp.upload import UploadError, read_rows
+from tests.ml_service.webapp.conftest import endpoint_answers, shown_value
 
 # They talk to the real served model (a server of the test process).
 pytestmark = pytest.mark.integration
@@ -37,12 +37,6 @@ def client(settings):
 
 def form_of(card):
     return {field["name"]: str(field["example"]) for field in card["fields"]}
-
-
-def direct(served_model, rows, card):
-    """What the endpoint itself answers for rows."""
-    body = {"data": rows, **({"labels": True} if card["kind"] == PROBABILITY else {})}
-    return requests.post(served_model.deployment.scoring_uri, json=body, timeout=10).json()
 
 
 def csv_bytes(header, rows):
@@ -75,9 +69,8 @@ def test_the_form_answers_what_the_endpoint_answers(client, card, served_model):
     form = form_of(card)
     page = client.post("/", data=form)
     assert page.status_code == 200
-    answer = direct(served_model, [[float(v) for v in form.values()]], card)
-    shown = answer["result"][0]
-    shown = shown[-1] if isinstance(shown, list) else shown
+    answer = endpoint_answers(served_model, card, [[float(v) for v in form.values()]])
+    shown = shown_value(answer["result"][0])
     assert f'<output id="prediction">{shown}</output>' in page.text
 
 
@@ -99,7 +92,7 @@ def test_a_file_comes_back_with_the_endpoints_predictions(client, card, served_m
     assert answer.status_code == 200 and answer.mimetype == "text/csv"
     assert 'filename="cases-scored.csv"' in answer.headers["Content-Disposition"]
     scored = list(csv.DictReader(io.StringIO(answer.text)))
-    expected = direct(served_model, [[float(v) for v in row] for row in rows], card)
+    expected = endpoint_answers(served_model, card, [[float(v) for v in row] for row in rows])
     assert [row["note"] for row in scored] == ["case 0", "case 1"]
     assert [str(v) for v in expected["result"]] == [row["prediction"] for row in scored]
 

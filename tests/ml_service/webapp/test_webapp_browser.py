@@ -8,16 +8,14 @@ Model-agnostic: the fields and what the model answers come from the card and the
 import csv
 import io
 import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
-from werkzeug.serving import make_server
 
 from ml_service.paths import PROJECT_ROOT
 from ml_service.webapp import app as webapp
+from tests.ml_service.webapp.conftest import endpoint_answers, serve, shown_value
 
 pytestmark = pytest.mark.integration
 
@@ -53,13 +51,6 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def serve(settings):
-    """The app on a free port of this machine, in a thread; its base URL, and the server."""
-    server = make_server("127.0.0.1", 0, webapp.create_app(settings), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}", server
-
-
 @pytest.fixture(scope="module")
 def site(served_model, model_card):
     url, server = serve(webapp.WebAppSettings(served_model.deployment.scoring_uri, model_card,
@@ -88,10 +79,7 @@ def elements(browser, css):
 
 
 def endpoint_answer(served_model, card, row):
-    body = {"data": [row], **({"labels": True} if card["kind"] == "probability" else {})}
-    result = requests.post(served_model.deployment.scoring_uri, json=body,
-                           timeout=10).json()["result"][0]
-    return result[-1] if isinstance(result, list) else result
+    return shown_value(endpoint_answers(served_model, card, [row])["result"][0])
 
 
 def test_every_field_is_labelled_and_the_answer_is_the_endpoints(
