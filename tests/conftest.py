@@ -5,7 +5,7 @@ import re
 import shutil
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NamedTuple
 
 import pytest
 from hypothesis import settings
@@ -223,6 +223,21 @@ def make_frame(rows: int = 60, features: int = 4, seed: int = 0) -> "pd.DataFram
     from diabetes_regression.training.train import make_example_frame
 
     return make_example_frame(rows=rows, features=features, seed=seed)
+
+
+def feature_names() -> List[str]:
+    """The feature columns of the model package's example frame, in their order (wherever
+    its target column is): tests name features through this, never by the example's names."""
+    from diabetes_regression.training.train import TARGET_COLUMN
+
+    return [str(column) for column in make_frame().columns if column != TARGET_COLUMN]
+
+
+def with_two_features_swapped(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """The frame with its first two feature columns swapped, every other column in place."""
+    first, second = feature_names()[:2]
+    order = [second if c == first else first if c == second else c for c in frame.columns]
+    return frame[order]
 
 
 @pytest.fixture

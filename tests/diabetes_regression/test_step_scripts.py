@@ -13,9 +13,10 @@ from diabetes_regression.training.model_files import MLMODEL, MODEL_FOLDER
 from diabetes_regression.training.train import TARGET_COLUMN as TARGET
 from ml_service.util import training_record
 from ml_service.util.env_variables import TrainingSettings
-from tests.conftest import make_frame
+from tests.conftest import feature_names, make_frame
 
 MODEL = TrainingSettings().model_name
+_, X1, X2, X3 = feature_names()
 METRIC = load_parameters().evaluation.metric
 
 
@@ -55,14 +56,14 @@ def test_train_on_a_missing_dataset(backend, out, caplog):
     (lambda p: make_frame().assign(**{TARGET: np.nan}).to_csv(p, index=False),
      f"missing values (NaN) in columns: {TARGET}"),
     (lambda p: p.write_text(""), "is empty"),
-    (lambda p: p.write_text(f"x0,{TARGET}\n"), "no rows"),
+    (lambda p: p.write_text(",".join(make_frame().columns) + "\n"), "no rows"),
     # By hand, a data file gets the validate step's checks (those without a reference).
     (lambda p: make_frame().assign(**{TARGET: 1.0}).to_csv(p, index=False),
      "(near) zero variance"),
-    (lambda p: make_frame().assign(x3=lambda f: f[TARGET]).to_csv(p, index=False),
-     f"feature 'x3' is identical to the target '{TARGET}' (leakage)"),
-    (lambda p: p.write_text(make_frame().to_csv(index=False).replace("x2", "x1", 1)),
-     "duplicated column names: x1"),
+    (lambda p: make_frame().assign(**{X3: lambda f: f[TARGET]}).to_csv(p, index=False),
+     f"feature '{X3}' is identical to the target '{TARGET}' (leakage)"),
+    (lambda p: p.write_text(make_frame().to_csv(index=False).replace(X2, X1, 1)),
+     f"duplicated column names: {X1}"),
     (lambda p: make_frame(rows=1).to_csv(p, index=False), "too few rows"),
 ])
 def test_train_on_bad_data_changes_nothing(backend, tmp_path, out, caplog, write, message):

@@ -6,7 +6,7 @@ import pytest
 
 from diabetes_regression.evaluate.report import REPORT_JSON
 from diabetes_regression.parameters import load_parameters
-from diabetes_regression.training.train import load_sample_data
+from diabetes_regression.training.train import TARGET_COLUMN, load_sample_data
 from ml_service import local_loop
 from ml_service.util.env_variables import ScoringSettings, TrainingSettings
 
@@ -55,7 +55,7 @@ def test_the_loop_refuses_a_missing_or_bad_data_file(backend, tmp_path, caplog):
     assert local_loop.main(["--data", str(tmp_path / "absent.csv")]) == 1
     assert "absent.csv: no such file; pass the path of a CSV file" in caplog.text
     bad = tmp_path / "bad.csv"
-    load_sample_data().iloc[:, :-1].to_csv(bad, index=False)
+    load_sample_data().drop(columns=[TARGET_COLUMN]).to_csv(bad, index=False)
     assert local_loop.main(["--data", str(bad)]) == 1
     assert backend.find_dataset(SETTINGS.dataset_name) is None
     assert backend.list_models(SETTINGS.model_name) == []

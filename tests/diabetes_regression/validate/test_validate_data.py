@@ -19,11 +19,12 @@ from diabetes_regression.validate.validate_data import (ARTIFACT_FOLDER, EDGE_FI
 from ml_service.backends.local import STEP_TAG, read_columnar_copy
 from ml_service.util.env_variables import TrainingSettings
 from ml_service.util.training_record import read_training_record
-from tests.conftest import make_frame
+from tests.conftest import feature_names, make_frame, with_two_features_swapped
 
 MODEL = TrainingSettings().model_name
 DATASET = "ds"
-HEADER = f"x0,x1,x2,x3,{Y}"
+X0, X1, X2, X3 = feature_names()
+HEADER = ",".join(make_frame().columns)
 
 
 @pytest.fixture
@@ -63,28 +64,28 @@ def csv_text(frame):
 BAD_DATA = [
     pytest.param(csv_text(make_frame().assign(**{Y: 5.0})),
                  f"the target '{Y}' has (near) zero variance: std 0", id="constant target"),
-    pytest.param(csv_text(make_frame().assign(x3=lambda f: f[Y])),
-                 f"feature 'x3' is identical to the target '{Y}' (leakage)",
+    pytest.param(csv_text(make_frame().assign(**{X3: lambda f: f[Y]})),
+                 f"feature '{X3}' is identical to the target '{Y}' (leakage)",
                  id="target as feature"),
-    pytest.param(csv_text(make_frame().assign(x3=lambda f: 2 * f[Y] + 1)),
-                 f"feature 'x3' is correlated with the target '{Y}' at r=1.0000",
+    pytest.param(csv_text(make_frame().assign(**{X3: lambda f: 2 * f[Y] + 1})),
+                 f"feature '{X3}' is correlated with the target '{Y}' at r=1.0000",
                  id="target scaled as feature"),
-    pytest.param(csv_text(make_frame()).replace(HEADER, f"x0,x1,x1,x3,{Y}", 1),
-                 "duplicated column names: x1", id="duplicated column names"),
+    pytest.param(csv_text(make_frame()).replace(HEADER, HEADER.replace(X2, X1), 1),
+                 f"duplicated column names: {X1}", id="duplicated column names"),
     pytest.param(csv_text(make_frame(rows=1)),
                  "too few rows for the train/test split: 1 (at least 20", id="one row"),
     pytest.param(HEADER + "\n", "invalid data: the dataset has no rows (only a header)",
                  id="header only"),
     pytest.param("", "is empty: it needs a header row and data rows", id="empty file"),
-    pytest.param(csv_text(make_frame().assign(x1=[np.nan] + [0.5] * 59)),
-                 "missing values (NaN) in columns: x1", id="missing values"),
+    pytest.param(csv_text(make_frame().assign(**{X1: [np.nan] + [0.5] * 59})),
+                 f"missing values (NaN) in columns: {X1}", id="missing values"),
     pytest.param(csv_text(make_frame().drop(columns=[Y])), f"the target column '{Y}' is missing",
                  id="no target"),
-    pytest.param(csv_text(make_frame().assign(x0="a")), "non-numeric columns: x0",
+    pytest.param(csv_text(make_frame().assign(**{X0: "a"})), f"non-numeric columns: {X0}",
                  id="text column"),
-    pytest.param(csv_text(make_frame().drop(columns=["x2"])),
-                 "columns missing compared with the production data: x2", id="missing column"),
-    pytest.param(csv_text(make_frame()[["x1", "x0", "x2", "x3", Y]]),
+    pytest.param(csv_text(make_frame().drop(columns=[X2])),
+                 f"columns missing compared with the production data: {X2}", id="missing column"),
+    pytest.param(csv_text(with_two_features_swapped(make_frame())),
                  "columns in another order than in the production data", id="column order"),
 ]
 
@@ -160,7 +161,7 @@ def artifacts(backend, tmp_path):
 def shifted_file(tmp_path):
     path = tmp_path / "shifted.csv"
     # The production data with one feature moved: the others cannot shift by chance.
-    make_frame().assign(x2=lambda f: f["x2"] + 3).to_csv(path, index=False)
+    make_frame().assign(**{X2: lambda f: f[X2] + 3}).to_csv(path, index=False)
     return path
 
 
@@ -168,17 +169,17 @@ def test_a_shift_warns_registers_and_reports_a_picture(backend, production, shif
                                                        tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert validate(out, "--data_file_path", str(shifted_file)) == 0
-    assert "distribution shift from the production data: x2 (psi" in caplog.text
+    assert f"distribution shift from the production data: {X2} (psi" in caplog.text
     assert backend.find_dataset(DATASET).version == 2
     edge = json.loads((out / EDGE_FILE).read_text())
     assert edge["status"] == "warn" and len(edge["warnings"]) == 1
     folder = artifacts(backend, tmp_path)
     report = json.loads((folder / REPORT_FILE).read_text())
     assert report["status"] == "warn" and report["reference"]["dataset_version"] == "1"
-    assert report["checks"]["distribution_shift"]["details"]["features"]["x2"]["shifted"]
-    assert sorted(p.name for p in folder.iterdir()) == ["shift_x2.png", REPORT_FILE]
-    assert (folder / "shift_x2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert imread(folder / "shift_x2.png").ndim == 3
+    assert report["checks"]["distribution_shift"]["details"]["features"][X2]["shifted"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"shift_{X2}.png", REPORT_FILE])
+    assert (folder / f"shift_{X2}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert imread(folder / f"shift_{X2}.png").ndim == 3
 
 
 def test_a_shift_fails_when_the_rule_says_so(backend, production, shifted_file, out, tmp_path,
@@ -189,7 +190,7 @@ def test_a_shift_fails_when_the_rule_says_so(backend, production, shifted_file, 
     parameters.write_text(json.dumps(document))
     assert validate(out, "--data_file_path", str(shifted_file),
                     "--parameters", str(parameters)) == 1
-    assert "invalid data: distribution shift from the production data: x2" \
+    assert f"invalid data: distribution shift from the production data: {X2}" \
         in error_lines(caplog)[0]
     assert backend.find_dataset(DATASET).version == 1
     assert not (out / EDGE_FILE).exists()
@@ -197,7 +198,7 @@ def test_a_shift_fails_when_the_rule_says_so(backend, production, shifted_file, 
     assert run.info.status == "FAILED" and run.data.tags[STATUS_TAG] == "fail"
     folder = artifacts(backend, tmp_path)
     assert json.loads((folder / REPORT_FILE).read_text())["status"] == "fail"
-    assert (folder / "shift_x2.png").is_file()
+    assert (folder / f"shift_{X2}.png").is_file()
 
 
 def test_a_failed_report_is_logged_too(backend, production, tmp_path, out):
