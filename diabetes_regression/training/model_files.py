@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 LOGGER = logging.getLogger(__name__)
 # The MLflow flavour that saves and loads the estimator, and its save options: pickled with
@@ -43,6 +43,14 @@ class ModelFileError(FileNotFoundError):
 
 def _flavor() -> Any:
     return importlib.import_module(MLFLOW_FLAVOR)
+
+
+def pip_requirements() -> List[str]:
+    """What the saved model's requirements.txt pins: the flavour's packages (its library at
+    the installed version, and cloudpickle). Every environment that loads the model on Azure
+    ML must install these (tests/ml_service/test_model_environments.py checks the conda
+    files)."""
+    return list(_flavor().get_default_pip_requirements(**REQUIREMENT_OPTIONS))
 
 
 def save_model(model: Any, folder: Path, name: str = MODEL_FOLDER,
@@ -71,8 +79,7 @@ def save_model(model: Any, folder: Path, name: str = MODEL_FOLDER,
         with _quiet_format_warning():
             flavor.save_model(model, str(staging / name), signature=signature,
                               input_example=example, metadata=metadata,
-                              pip_requirements=flavor.get_default_pip_requirements(
-                                  **REQUIREMENT_OPTIONS), **SAVE_OPTIONS)
+                              pip_requirements=pip_requirements(), **SAVE_OPTIONS)
         _replace(staging / name, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

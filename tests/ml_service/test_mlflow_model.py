@@ -1,5 +1,6 @@
 """The registered model is an MLflow model: pyfunc loads models:/<name>@production and it
 answers what the served model answers; a version in the format before still loads."""
+import importlib.metadata
 import logging
 
 import mlflow
@@ -15,6 +16,7 @@ from diabetes_regression.training.prediction import (LABELS_KEY, PROBABILITY, RE
 from ml_service.util import training_record
 from ml_service.util.deploy_local import deploy_production_model
 from ml_service.util.env_variables import ScoringSettings, TrainingSettings
+from tests.conftest import feature_names
 
 pytestmark = pytest.mark.integration
 MODEL = TrainingSettings().model_name
@@ -39,9 +41,15 @@ def test_the_model_folder_carries_signature_example_and_pinned_requirements(regi
     assert list(described.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == \
         [-1, features.shape[1]]
     assert described.saved_input_example_info is not None
-    assert described.metadata["feature_names"][0] == "x0"
-    requirements = (folder / "requirements.txt").read_text().splitlines()
-    assert any(line.startswith("scikit-learn==") for line in requirements)
+    assert described.metadata["feature_names"] == feature_names()
+    # The library the model's class comes from is pinned at the version that trained it,
+    # whichever library and MLflow flavour the model package uses.
+    library = type(model_files.load_model(folder)).__module__.split(".")[0]
+    distributions = importlib.metadata.packages_distributions()[library]
+    pinned = dict(line.split("==", 1) for line in
+                  (folder / "requirements.txt").read_text().splitlines() if "==" in line)
+    assert any(pinned.get(name) == importlib.metadata.version(name) for name in distributions), \
+        (library, distributions, pinned)
 
 
 def test_pyfunc_loads_production_and_answers_as_the_service(backend, registered, tmp_path):
