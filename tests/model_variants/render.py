@@ -2,12 +2,17 @@
 
     python -m tests.model_variants.render classifier /tmp/swapped
 
-A variant is a folder here holding the model package files a user edits; rendering copies
-the project's files (tracked and new, not ignored ones) and puts the variant's over them.
+A variant is a folder here holding the model package files a user rewrites (train.py,
+parameters.json) and, in ``edits.json``, the lines a user changes elsewhere (a library other
+than scikit-learn: its MLflow flavour, its pins). Rendering copies the project's files
+(tracked and new, not ignored ones), puts the variant's files over them and makes its edits;
+when an edit changes a pyproject.toml it then runs what `make lock` runs, as a user would,
+offline (the index pages come from uv's cache, which `make test` fills first).
 The template's own tests run the generic test suite and the whole loop in such a copy
 (tests/test_model_swap.py): the way a template's CI renders a project and runs it.
 """
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -23,6 +28,11 @@ SWAPPED_FILES = {
     "train.py": "diabetes_regression/training/train.py",
     "parameters.json": "diabetes_regression/parameters.json",
 }
+# A variant's edits of other project files: {"edits": [{"file", "find", "replace"}, ...]}.
+EDITS = "edits.json"
+# The installer of the locks, as the Makefile installs it.
+UV = PROJECT_ROOT / ".tools" / "bin" / "uv"
+LOCK_TIMEOUT_S = 300
 LOGGER = logging.getLogger(__name__)
 
 
@@ -55,8 +65,50 @@ def render(variant: str, target: Path) -> Path:
         shutil.copy2(PROJECT_ROOT / name, destination)
     for name, source in files.items():
         shutil.copy2(source, target / SWAPPED_FILES[name])
+    edits = read_edits(folder / EDITS) if (folder / EDITS).is_file() else []
+    apply_edits(target, edits)
+    if any(Path(edit["file"]).name == "pyproject.toml" for edit in edits):
+        relock(target)
     LOGGER.info("Rendered the project with model variant %s into %s", variant, target)
     return target
+
+
+def read_edits(path: Path) -> List[Dict[str, str]]:
+    """The edits a variant lists, each with its file, the text to find and its replacement."""
+    try:
+        edits = json.loads(path.read_text())["edits"]
+        if not all(isinstance(e, dict) and all(isinstance(e.get(k), str)
+                                               for k in ("file", "find", "replace"))
+                   for e in edits):
+            raise TypeError("each edit needs the strings file, find and replace")
+    except (ValueError, KeyError, TypeError) as err:
+        raise RenderError(f"{path}: not a list of edits ({err})") from err
+    return edits
+
+
+def apply_edits(target: Path, edits: List[Dict[str, str]]) -> None:
+    """Replace each edit's text in its file of the rendered copy; the text must occur once
+    there, so a project change that moves it fails the render instead of skipping the edit."""
+    for edit in edits:
+        path = target / edit["file"]
+        text = path.read_text() if path.is_file() else ""
+        found = text.count(edit["find"])
+        if found != 1:
+            raise RenderError(f"{edit['file']}: the text to edit ({edit['find']!r}) occurs "
+                              f"{found} times, not once; update the variant's {EDITS}")
+        path.write_text(text.replace(edit["find"], edit["replace"]))
+
+
+def relock(target: Path) -> None:
+    """Lock the copy's projects and write its conda files from the locks (`make lock`),
+    without the network: a version uv has not cached fails the render, saying so."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ml_service.util.lock_environments", "--uv", str(UV),
+         "--python", sys.executable, "lock"], cwd=target, capture_output=True, text=True,
+        env={**rendered_environment(target), "UV_OFFLINE": "1"}, timeout=LOCK_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RenderError(f"make lock's command failed offline in {target} (run make test "
+                          f"once, which caches the index pages): {done.stderr[-2000:]}")
 
 
 def rendered_environment(target: Path, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
