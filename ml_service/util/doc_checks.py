@@ -44,6 +44,9 @@ TROUBLESHOOTING = "docs/troubleshooting.md"
 README_LIMIT_BYTES = 10 * 1024
 RUNNABLE_MARKER = "<!-- runnable -->"
 RUNNABLE_LANGUAGES = ("bash", "sh", "shell", "")
+# Code blocks whose ``make`` and ``python -m`` commands are checked: shell and CI files (a
+# Python or JSON block saying "make sure" names no target). Inline code is always checked.
+COMMAND_LANGUAGES = RUNNABLE_LANGUAGES + ("console", "zsh", "yaml", "yml", "text", "makefile")
 RUNNABLE_TIMEOUT_S = 120
 # The folders whose Python source the troubleshooting page's messages must come from.
 SOURCE_PACKAGES = ("ml_service", "diabetes_regression", "bootstrap")
@@ -53,6 +56,7 @@ ATX_HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
 SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)\s*$")
 HTML_ANCHOR = re.compile(r"<a\s[^>]*(?:name|id)=\"([^\"]+)\"", re.IGNORECASE)
 INLINE_LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+HTML_LINK = re.compile(r"<(?:a|img)\s[^>]*(?:href|src)=\"([^\"]+)\"", re.IGNORECASE)
 REFERENCE_LINK = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$")
 CODE_SPAN = re.compile(r"(`+)((?:(?!\n\s*\n).)+?)\1", re.DOTALL)
 LIST_ITEM = re.compile(r"^ *(?:[-*+]|\d+[.)]) +")
@@ -191,10 +195,12 @@ def anchors(text: str) -> Set[str]:
 
 
 def links(text: str) -> Iterator[Tuple[int, str]]:
-    """(line, target) of every inline, image and reference-style link outside code."""
+    """(line, target) of every inline, image, HTML (``href``, ``src``) and reference-style
+    link outside code."""
     kept = prose(text)
-    for found in INLINE_LINK.finditer(kept):
-        yield line_of(kept, found.start()), found.group(1)
+    for pattern in (INLINE_LINK, HTML_LINK):
+        for found in pattern.finditer(kept):
+            yield line_of(kept, found.start()), found.group(1)
     for number, line in enumerate(kept.splitlines(), start=1):
         reference = REFERENCE_LINK.match(line)
         if reference:
@@ -238,9 +244,11 @@ def check_links(root: Path) -> List[Problem]:
 
 
 def code_texts(text: str) -> Iterator[Tuple[int, str]]:
-    """(line, code) for every line of a code block and every inline code span."""
+    """(line, code) for every line of an indented or a shell-like fenced block (not its
+    fences) and every inline code span."""
     lines = read_lines(text)
-    yield from ((line.number, line.text) for line in lines if line.is_code and not line.opens)
+    yield from ((line.number, line.text) for line in lines if line.is_code and not line.opens
+                and (line.fence is None or line.fence in COMMAND_LANGUAGES))
     kept = "\n".join("" if line.is_code else line.text for line in lines)
     for span in CODE_SPAN.finditer(kept):
         yield line_of(kept, span.start()), span.group(2).replace("\n", " ")
@@ -340,9 +348,10 @@ def runnable_blocks(root: Path) -> List[RunnableBlock]:
                     if inner.fence is None or inner.opens:
                         break
                     body.append(inner.text)
-                # The closing fence is the block's last line.
+                if body and FENCE.match(body[-1].lstrip(" ")):
+                    body.pop()  # the closing fence (a block left open runs to the page's end)
                 blocks.append(RunnableBlock(relative(root, page), line.number, line.fence,
-                                            "\n".join(body[:-1]) + "\n"))
+                                            "\n".join(body) + "\n"))
             if line.text.strip():
                 previous = line.text.strip()
     return blocks

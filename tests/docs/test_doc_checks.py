@@ -90,8 +90,17 @@ def test_repeated_headings_are_numbered_and_code_is_no_heading():
 
 
 def test_links_skip_code_and_keep_their_line():
-    text = "[a](x.md)\n`[b](y.md)`\n\n    [c](z.md)\n\n[d\nover two](w.md#h)\n[ref]: v.md\n"
-    assert list(doc_checks.links(text)) == [(1, "x.md"), (6, "w.md#h"), (8, "v.md")]
+    text = ("[a](x.md)\n`[b](y.md)`\n\n    [c](z.md)\n\n[d\nover two](w.md#h)\n[ref]: v.md\n"
+            "[`code` text](u.md) <img src=\"i.png\">\n")
+    assert list(doc_checks.links(text)) == [(1, "x.md"), (6, "w.md#h"), (9, "u.md"),
+                                            (9, "i.png"), (8, "v.md")]
+
+
+def test_commands_are_read_from_inline_code_and_shell_blocks_only():
+    text = ("Run `make a`, not make b.\n\n```python\n# make sure\n```\n\n```yaml\n"
+            "run: make c\n```\n\n    make d\n")
+    assert [target for _, code in doc_checks.code_texts(text)
+            for target in doc_checks.make_targets_named(code)] == ["c", "d", "a"]
 
 
 def broken(root: Path, page: str, old: str, new: str) -> Path:
@@ -186,6 +195,11 @@ def test_runnable_blocks_are_found_with_their_code(tree):
     write_tree(tree, {"docs/guide.md": GUIDE + "\n" + RUNNABLE + "\n```bash\nfalse\n```\n"})
     assert doc_checks.runnable_blocks(tree) == [doc_checks.RunnableBlock(
         "docs/guide.md", 13, "bash", "echo one\ntest -z \"$MLOPS_ROOT\" || echo two\n")]
+
+
+def test_a_runnable_block_left_open_runs_to_the_end_of_the_page(tree):
+    write_tree(tree, {"docs/guide.md": GUIDE + "<!-- runnable -->\n```sh\nls\n"})
+    assert [block.code for block in doc_checks.runnable_blocks(tree)] == ["ls\n"]
 
 
 def test_a_runnable_block_of_another_language_is_named(tree):
