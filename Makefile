@@ -27,7 +27,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BROWSER_PACKAGES := chromium chromium-driver
 
 .DEFAULT_GOAL := help
-.PHONY: help run app test test-quick test-v2-environment lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
+.PHONY: help run app test test-quick test-v2-environment lock check-lock lint docs azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ $(INDEX_CACHE): uv.lock | $(UV) $(STAMP)
 
 lint: $(STAMP) ## Lint with flake8 (blocks the build)
 	$(BIN)/python -m flake8
+
+docs: $(STAMP) ## Write docs/configuration.md from the parameters and variables described in the code
+	$(BIN)/python -m ml_service.util.config_reference
 
 azure-validate: $(STAMP) ## Build and validate every Azure ML object offline (SDK v1 and v2), one line each
 	$(BIN)/python -m ml_service.util.azure_validate

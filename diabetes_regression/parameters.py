@@ -8,6 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 DEFAULT_PATH = Path(__file__).resolve().parent / "parameters.json"
 # A scoring request's body limit when parameters.json does not set one: 1 MiB.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_ROWS = 1000
 
 
 class ParametersError(ValueError):
@@ -99,6 +100,81 @@ class Parameters:
     monitoring: MonitoringParameters = field(default_factory=MonitoringParameters)
 
 
+REQUIRED = "required"
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key of parameters.json and what it does: docs/configuration.md is generated from
+    KEYS (make docs), and the sections that refuse unknown keys know theirs from it."""
+
+    name: str
+    kind: str
+    default: Any
+    effect: str
+
+
+KEYS = (
+    Key("training", "object", REQUIRED, "The model's hyperparameters, handed to the training "
+        "code as they are and logged with the run"),
+    Key("evaluation.metric", "metric name", REQUIRED, "The metric a new model is compared with "
+        "the production model on (both scored on the new run's test data)"),
+    Key("evaluation.higher_is_better", "true or false", REQUIRED,
+        "Whether a larger value of the metric is better"),
+    Key("evaluation.min_improvement", "number >= 0", EvaluationParameters.min_improvement,
+        "How much the new model must beat the production model by to be registered"),
+    Key("evaluation.on_incompatible_production", " or ".join(INCOMPATIBLE_ACTIONS),
+        EvaluationParameters.on_incompatible_production, "When the production model cannot "
+        "score the new test data (other features, another kind of model): register the new "
+        "model, or fail the evaluate step"),
+    Key("registration.tags", "list of metric names", [], "The run's metrics copied to the "
+        "registered model as tags"),
+    Key("validation.min_rows", "whole number >= 1", ValidationParameters.min_rows,
+        "The fewest rows the data validation step passes"),
+    Key("validation.min_target_std", "number >= 0", ValidationParameters.min_target_std,
+        "The data validation step fails a target whose standard deviation is at most this "
+        "(nothing to learn)"),
+    Key("validation.max_target_correlation", "number in (0, 1]",
+        ValidationParameters.max_target_correlation, "The data validation step fails a "
+        "feature this correlated with the target (leakage)"),
+    Key("validation.shift.statistic", " or ".join(SHIFT_STATISTICS), ShiftRule.statistic,
+        "How a feature's shift from the production model's training data is measured: "
+        "population stability index, or the Kolmogorov-Smirnov distance"),
+    Key("validation.shift.threshold", "number > 0 (< 1 for ks)", ShiftRule.threshold,
+        "A feature whose statistic exceeds this has shifted"),
+    Key("validation.shift.bins", "whole number >= 2", ShiftRule.bins,
+        "Quantile bins of the reference for psi"),
+    Key("validation.shift.action", " or ".join(SHIFT_ACTIONS), ShiftRule.action,
+        "What a shifted feature does to the data validation step"),
+    Key("monitoring.sample_rate", "number in (0, 1]", MonitoringParameters.sample_rate,
+        "The share of answered requests the scoring service collects"),
+    Key("monitoring.queue_size", "whole number >= 1", MonitoringParameters.queue_size,
+        "Collected records waiting to be written; a full queue drops (and counts) records"),
+    Key("monitoring.max_mb_per_day", "number > 0", MonitoringParameters.max_mb_per_day,
+        "Megabytes of records each server process writes per day, at most"),
+    Key("monitoring.min_rows", "whole number >= 1", MonitoringParameters.min_rows,
+        "`make monitor` judges no window with fewer collected rows (below it the statistics "
+        "are noise)"),
+    Key("monitoring.shift", "shift rule", "validation.shift", "When a feature or the "
+        "predictions drifted (`make monitor`): the keys of validation.shift, each missing one "
+        "taking validation.shift's"),
+    Key("scoring.sample", "request", REQUIRED, "A request such as `{\"data\": [[...]]}`: the "
+        "smoke tests send it and the scoring API's description shows it"),
+    Key("scoring.max_rows", "whole number >= 1", DEFAULT_MAX_ROWS,
+        "The most rows one scoring request may hold"),
+    Key("scoring.max_body_bytes", "whole number >= 1", DEFAULT_MAX_BODY_BYTES,
+        "The largest scoring request body, in bytes"),
+)
+
+
+def keys_in(section: str) -> Tuple[str, ...]:
+    """The keys KEYS gives a section (``validation``, ``validation.shift``), in order."""
+    prefix = section + "."
+    children = (key.name[len(prefix):].split(".")[0] for key in KEYS
+                if key.name.startswith(prefix))
+    return tuple(dict.fromkeys(children))
+
+
 def load_parameters(path: Optional[Path] = None) -> Parameters:
     """Read and check parameters.json; raise ParametersError naming the problem."""
     path = Path(path) if path else DEFAULT_PATH
@@ -145,7 +221,7 @@ def parse_parameters(raw: Any, source: str = "") -> Parameters:
     sample = scoring.get("sample")
     if not isinstance(sample, dict) or not isinstance(sample.get("data"), list):
         raise ParametersError("scoring.sample must be a request such as {\"data\": [[...]]}")
-    max_rows = scoring.get("max_rows", 1000)
+    max_rows = scoring.get("max_rows", DEFAULT_MAX_ROWS)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise ParametersError("scoring.max_rows must be a whole number >= 1")
     max_body_bytes = scoring.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
@@ -171,9 +247,7 @@ def parse_monitoring(raw: Any, validation_shift: ShiftRule = ShiftRule()
                      ) -> MonitoringParameters:
     """Check the optional ``monitoring`` section; a missing key takes its default, and the
     drift rule (``shift``) validation's."""
-    section = _known_keys(_section(raw, "monitoring"), "monitoring",
-                          ("sample_rate", "queue_size", "max_mb_per_day", "min_rows",
-                           "shift"))
+    section = _known_keys(_section(raw, "monitoring"), "monitoring", keys_in("monitoring"))
     defaults = MonitoringParameters()
     rate = section.get("sample_rate", defaults.sample_rate)
     if not _is_number(rate) or not 0 < rate <= 1:
@@ -194,8 +268,7 @@ def parse_monitoring(raw: Any, validation_shift: ShiftRule = ShiftRule()
 
 def parse_validation(raw: Any) -> ValidationParameters:
     """Check the optional ``validation`` section; a missing key takes its default."""
-    section = _known_keys(_section(raw, "validation"), "validation",
-                          ("min_rows", "min_target_std", "max_target_correlation", "shift"))
+    section = _known_keys(_section(raw, "validation"), "validation", keys_in("validation"))
     defaults = ValidationParameters()
     min_rows = section.get("min_rows", defaults.min_rows)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
@@ -215,7 +288,8 @@ def parse_validation(raw: Any) -> ValidationParameters:
 def parse_shift(raw: Any, name: str, defaults: ShiftRule) -> ShiftRule:
     """Check a shift rule (``validation.shift``, ``monitoring.shift``); a missing key takes
     its default."""
-    shift = _known_keys(_section(raw, name), name, ("statistic", "threshold", "bins", "action"))
+    # monitoring.shift takes the keys of validation.shift.
+    shift = _known_keys(_section(raw, name), name, keys_in("validation.shift"))
     statistic = shift.get("statistic", defaults.statistic)
     if statistic not in SHIFT_STATISTICS:
         raise ParametersError(f"{name}.statistic must be one of " + ", ".join(SHIFT_STATISTICS))

@@ -17,6 +17,12 @@ from ml_service.monitoring.collector import LOG_PREFIX
 
 TABLE = "AppTraces"
 WORKSPACE_VARIABLE = "LOG_ANALYTICS_WORKSPACE_ID"
+# For docs/configuration.md: (name, kind, default, effect).
+DESCRIBED_VARIABLES = (
+    (WORKSPACE_VARIABLE, "text", "",
+     "The Log Analytics workspace the monitor queries with `--source appinsights` "
+     "(`python -m ml_service.monitoring.monitor`; its `--workspace_id` wins)"),
+)
 # Days go back at most this far when --since is not given (Log Analytics keeps 30 days by
 # default).
 DEFAULT_DAYS = 30

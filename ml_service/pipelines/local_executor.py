@@ -34,6 +34,13 @@ if TYPE_CHECKING:
     from ml_service.backends.local import LocalBackend
 
 LOGGER = logging.getLogger(__name__)
+STEP_LAUNCHER_VARIABLE = "MLOPS_STEP_LAUNCHER"
+# For docs/configuration.md: (name, kind, default, effect).
+DESCRIBED_VARIABLES = (
+    (STEP_LAUNCHER_VARIABLE, "fork or process", "fork",
+     "How the local executor starts each step: forked from a warm launcher, or as a plain "
+     "`python script.py` process (also where the platform cannot fork)"),
+)
 
 
 @dataclass
@@ -186,9 +193,9 @@ def echo(line: str) -> None:
 def make_runner(env: Mapping[str, str], pipeline: Optional[PipelineDefinition] = None):
     """The fork-based runner where the platform can fork, unless MLOPS_STEP_LAUNCHER=process;
     ``pipeline``, the one it will run, tells the launcher what its steps import."""
-    choice = env.get("MLOPS_STEP_LAUNCHER", "fork").strip().lower() or "fork"
+    choice = env.get(STEP_LAUNCHER_VARIABLE, "fork").strip().lower() or "fork"
     if choice not in ("fork", "process"):
-        raise ConfigurationError(f"MLOPS_STEP_LAUNCHER={choice!r}: use fork or process")
+        raise ConfigurationError(f"{STEP_LAUNCHER_VARIABLE}={choice!r}: use fork or process")
     if choice == "fork" and hasattr(os, "fork"):
         return ForkRunner(env, pipeline)
     return ProcessRunner()

@@ -5,14 +5,22 @@ Names follow MLOpsPython's variables so the Azure DevOps variables template and
 """
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from ml_service.errors import ConfigurationError
 
 TRUE_WORDS = {"true", "1", "yes", "y", "on"}
 FALSE_WORDS = {"false", "0", "no", "n", "off"}
+
+
+def setting(default: Any = MISSING, *, env: str, effect: str, kind: str = "",
+            **options: Any) -> Any:
+    """A settings field read from the variable ``env``; ``effect`` (and ``kind`` where the
+    field's type does not say enough) describe it in docs/configuration.md."""
+    return field(default=default, metadata={"env": env, "effect": effect, "kind": kind},
+                 **options)
 
 
 def load_dotenv_file(path: Optional[Path] = None) -> None:
@@ -47,8 +55,13 @@ def parse_port(value: str, name: str) -> int:
 class BackendSettings:
     """Which backend to use and, for the local one, where its store lives."""
 
-    kind: str = "local"
-    root: Path = Path(".mlops")
+    kind: str = setting("local", env="MLOPS_BACKEND", kind="local, azureml or azureml-v2",
+                        effect="Where runs, models and services live: the local store, Azure "
+                        "ML through SDK v1, or Azure ML through SDK v2 (azureml inside an "
+                        "Azure ML run)")
+    root: Path = setting(Path(".mlops"), env="MLOPS_ROOT",
+                         effect="The folder of the local store (relative to the working "
+                         "folder)")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "BackendSettings":
@@ -65,14 +78,28 @@ class BackendSettings:
 class TrainingSettings:
     """Names and switches of the training pipeline."""
 
-    model_name: str = "diabetes_regression_model.pkl"
-    experiment_name: str = "mlopspython"
-    dataset_name: str = "diabetes_ds"
-    pipeline_name: str = "diabetes-Training-Pipeline"
-    run_evaluation: bool = True
-    allow_run_cancel: bool = True
-    build_id: Optional[str] = None
-    build_uri: Optional[str] = None
+    model_name: str = setting("diabetes_regression_model.pkl", env="MODEL_NAME",
+                              effect="The name the model is registered, deployed and "
+                              "monitored under")
+    experiment_name: str = setting("mlopspython", env="EXPERIMENT_NAME",
+                                   effect="The experiment training runs are recorded in")
+    dataset_name: str = setting("diabetes_ds", env="DATASET_NAME",
+                                effect="The registered dataset training reads")
+    pipeline_name: str = setting("diabetes-Training-Pipeline", env="TRAINING_PIPELINE_NAME",
+                                 effect="The training pipeline's name (published with the "
+                                 "build id as its version)")
+    run_evaluation: bool = setting(True, env="RUN_EVALUATION",
+                                   effect="false skips the evaluate step: every trained model "
+                                   "is registered")
+    allow_run_cancel: bool = setting(True, env="ALLOW_RUN_CANCEL",
+                                     effect="Whether the evaluate step may cancel the run when "
+                                     "the new model is not better")
+    build_id: Optional[str] = setting(None, env="BUILD_BUILDID",
+                                      effect="The CI build (Azure DevOps sets it): tagged on "
+                                      "runs and models, and the published pipeline's version")
+    build_uri: Optional[str] = setting(None, env="BUILD_BUILDURI",
+                                       effect="The CI build's address (Azure DevOps sets it), "
+                                       "tagged on runs and models")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "TrainingSettings":
@@ -119,8 +146,10 @@ class TrainingSettings:
 class ScoringSettings:
     """Where the local scoring service runs."""
 
-    service_name: str = "diabetes-local"
-    port: int = 0
+    service_name: str = setting("diabetes-local", env="LOCAL_DEPLOYMENT_NAME",
+                                effect="The name of the local scoring service")
+    port: int = setting(0, env="LOCAL_SCORING_PORT", kind="port (0 to 65535)",
+                        effect="The local scoring service's port; 0 picks a free one")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "ScoringSettings":
@@ -162,13 +191,24 @@ def _integer(env: Mapping[str, str], name: str, default: Optional[int],
 class WorkspaceSettings:
     """The Azure ML workspace and, for CI, the service principal that signs in to it."""
 
-    subscription_id: str
-    resource_group: str
-    workspace_name: str
-    tenant_id: Optional[str] = None
-    sp_app_id: Optional[str] = None
+    subscription_id: str = setting(env="SUBSCRIPTION_ID",
+                                   effect="The Azure subscription of the workspace (required "
+                                   "on the Azure path)")
+    resource_group: str = setting(env="RESOURCE_GROUP",
+                                  effect="The workspace's resource group (required on the "
+                                  "Azure path)")
+    workspace_name: str = setting(env="WORKSPACE_NAME",
+                                  effect="The Azure ML workspace (required on the Azure path)")
+    tenant_id: Optional[str] = setting(None, env="TENANT_ID",
+                                       effect="The service principal's tenant; unset: sign in "
+                                       "as the Azure CLI's account")
+    sp_app_id: Optional[str] = setting(None, env="SP_APP_ID",
+                                       effect="The service principal's application id (set "
+                                       "TENANT_ID, SP_APP_ID and SP_APP_SECRET, or none)")
     # Never shown: repr=False keeps it out of logs and error messages.
-    sp_app_secret: Optional[str] = field(default=None, repr=False)
+    sp_app_secret: Optional[str] = setting(None, env="SP_APP_SECRET", repr=False,
+                                           effect="The service principal's secret: keep it in "
+                                           ".env or a secret variable, never in the repository")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "WorkspaceSettings":
@@ -196,11 +236,20 @@ class WorkspaceSettings:
 class ComputeSettings:
     """The AmlCompute cluster the training steps run on."""
 
-    cluster_name: str = "train-cluster"
-    vm_size: str = "STANDARD_DS2_V2"
-    min_nodes: int = 0
-    max_nodes: int = 4
-    priority: str = "lowpriority"
+    cluster_name: str = setting("train-cluster", env="AML_COMPUTE_CLUSTER_NAME",
+                                effect="The AmlCompute cluster the training steps run on "
+                                "(created when missing)")
+    vm_size: str = setting("STANDARD_DS2_V2", env="AML_COMPUTE_CLUSTER_CPU_SKU",
+                           effect="The cluster's virtual machine size")
+    min_nodes: int = setting(0, env="AML_CLUSTER_MIN_NODES",
+                             effect="Nodes the cluster keeps when idle")
+    max_nodes: int = setting(4, env="AML_CLUSTER_MAX_NODES",
+                             effect="Nodes the cluster scales up to (at least 1, and at least "
+                             "AML_CLUSTER_MIN_NODES)")
+    priority: str = setting("lowpriority", env="AML_CLUSTER_PRIORITY",
+                            kind="dedicated or lowpriority",
+                            effect="The cluster's tier: low priority nodes are cheaper and may "
+                            "be preempted")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "ComputeSettings":
@@ -226,9 +275,14 @@ class ComputeSettings:
 class EnvironmentSettings:
     """The Azure ML environment the steps and the scoring service run in."""
 
-    name: str = "diabetes_regression_training_env"
-    conda_file: str = "diabetes_regression/conda_dependencies.yml"
-    rebuild: bool = False
+    name: str = setting("diabetes_regression_training_env", env="AML_ENV_NAME",
+                        effect="The Azure ML environment of the steps and the scoring service")
+    conda_file: str = setting("diabetes_regression/conda_dependencies.yml",
+                              env="AML_ENV_TRAIN_CONDA_DEP_FILE",
+                              effect="The conda file that environment is built from")
+    rebuild: bool = setting(False, env="AML_REBUILD_ENVIRONMENT",
+                            effect="true registers a new version of the environment even when "
+                            "its conda file has not changed")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "EnvironmentSettings":
@@ -246,8 +300,12 @@ class EnvironmentV2Settings:
     """The environment the training steps run in on Azure ML SDK v2: a conda file (its own
     lock: azureml-mlflow caps MLflow below the project's pin) on a base image."""
 
-    conda_file: str = "diabetes_regression/conda_dependencies_v2.yml"
-    base_image: str = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+    conda_file: str = setting("diabetes_regression/conda_dependencies_v2.yml",
+                              env="AML_ENV_V2_CONDA_DEP_FILE",
+                              effect="SDK v2: the steps' conda file (locked on its own)")
+    base_image: str = setting("mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest",
+                              env="AML_ENV_V2_BASE_IMAGE",
+                              effect="SDK v2: the Docker image that conda file is installed on")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "EnvironmentV2Settings":
@@ -267,12 +325,22 @@ class OnlineEndpointSettings:
     """The SDK v2 managed online endpoints (staging, then production) and their deployment
     configuration file. Endpoint names are unique within an Azure region."""
 
-    staging_endpoint_name: str = "mlops-staging"
-    endpoint_name: str = "mlops-online"
-    deployment_config: str = "diabetes_regression/scoring/deployment_config_online.yml"
+    staging_endpoint_name: str = setting("mlops-staging", env="ONLINE_STAGING_ENDPOINT_NAME",
+                                         effect="SDK v2: the managed online endpoint a new "
+                                         "model is tried on first (unique in its region)")
+    endpoint_name: str = setting("mlops-online", env="ONLINE_ENDPOINT_NAME",
+                                 effect="SDK v2: the production managed online endpoint "
+                                 "(unique in its region)")
+    deployment_config: str = setting("diabetes_regression/scoring/deployment_config_online.yml",
+                                     env="ONLINE_DEPLOYMENT_CONFIG",
+                                     effect="SDK v2: the online deployments' configuration "
+                                     "file (instance type and count, probes)")
     # Resource id of the user-assigned identity the endpoints run as (the infrastructure's
     # output); empty: each endpoint's own system-assigned identity.
-    identity: str = ""
+    identity: str = setting("", env="ONLINE_ENDPOINT_IDENTITY", kind="resource id",
+                            effect="SDK v2: the user-assigned identity the endpoints run as "
+                            "(the infrastructure's output onlineEndpointIdentityId); empty: "
+                            "each endpoint's system-assigned identity")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "OnlineEndpointSettings":
@@ -298,10 +366,17 @@ class OnlineEndpointSettings:
 class AzureScoringSettings:
     """Names of the Azure scoring services and of the AKS cluster."""
 
-    aci_service_name: str = "mlops-aci"
-    aks_service_name: str = "mlops-aks"
-    aks_compute_name: str = "aks"
-    datastore_name: Optional[str] = None
+    aci_service_name: str = setting("mlops-aci", env="ACI_DEPLOYMENT_NAME",
+                                    effect="SDK v1: the Azure Container Instances service "
+                                    "(staging)")
+    aks_service_name: str = setting("mlops-aks", env="AKS_DEPLOYMENT_NAME",
+                                    effect="SDK v1: the Azure Kubernetes Service service "
+                                    "(production)")
+    aks_compute_name: str = setting("aks", env="AKS_COMPUTE_NAME",
+                                    effect="SDK v1: the AKS cluster attached to the workspace")
+    datastore_name: Optional[str] = setting(None, env="DATASTORE_NAME",
+                                            effect="The datastore datasets are uploaded to; "
+                                            "unset: the workspace's default datastore")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "AzureScoringSettings":
@@ -325,21 +400,37 @@ MINI_BATCH_SIZE = re.compile(r"^\d+([kKmMgG][bB])?$")
 class BatchScoringSettings:
     """Where the batch scoring pipeline reads and writes, and how it splits the work."""
 
-    pipeline_name: str = "diabetes-Batch-Scoring-Pipeline"
-    input_path: str = "diabetes_scoring/input/diabetes_scoring_input.csv"
-    output_path: str = "diabetes_scoring/output"
-    output_file_name: str = "diabetes_scoring_output.csv"
-    node_count: int = 1
-    process_count_per_node: Optional[int] = None
-    mini_batch_size: str = "1MB"
-    error_threshold: int = 0
-    run_invocation_timeout: int = 60
+    pipeline_name: str = setting("diabetes-Batch-Scoring-Pipeline", env="SCORING_PIPELINE_NAME",
+                                 effect="The batch scoring pipeline's name")
+    input_path: str = setting("diabetes_scoring/input/diabetes_scoring_input.csv",
+                              env="SCORING_DATASTORE_INPUT_PATH",
+                              effect="The datastore path batch scoring reads")
+    output_path: str = setting("diabetes_scoring/output", env="SCORING_DATASTORE_OUTPUT_PATH",
+                               effect="The datastore folder batch scoring writes to")
+    output_file_name: str = setting("diabetes_scoring_output.csv",
+                                    env="SCORING_OUTPUT_FILE_NAME",
+                                    effect="The scored file's name in that folder")
+    node_count: int = setting(1, env="BATCHSCORE_NODE_COUNT",
+                              effect="Nodes batch scoring runs on (at least 1)")
+    process_count_per_node: Optional[int] = setting(
+        None, env="BATCHSCORE_PROCESS_COUNT_PER_NODE",
+        effect="Scoring processes per node (at least 1); unset: one per core")
+    mini_batch_size: str = setting("1MB", env="BATCHSCORE_MINI_BATCH_SIZE",
+                                   kind="size (1MB, 512KB, 1048576)",
+                                   effect="How much input one mini-batch holds")
+    error_threshold: int = setting(0, env="BATCHSCORE_ERROR_THRESHOLD",
+                                   effect="Failed records (or files) tolerated before the "
+                                   "run fails; -1: any number")
+    run_invocation_timeout: int = setting(60, env="BATCHSCORE_RUN_INVOCATION_TIMEOUT",
+                                          effect="Seconds one mini-batch may take")
     # Its own environment: ParallelRunStep's tabular input needs pandas < 2 (see the file).
     environment_name: str = "diabetes_regression_batchscore_env"
     conda_file: str = "diabetes_regression/batchscore_conda_dependencies.yml"
     # SDK v2: the batch endpoint, and how many input files one mini-batch holds.
-    endpoint_name: str = "diabetes-batch"
-    files_per_mini_batch: int = 10
+    endpoint_name: str = setting("diabetes-batch", env="BATCH_ENDPOINT_NAME",
+                                 effect="SDK v2: the batch endpoint")
+    files_per_mini_batch: int = setting(10, env="BATCHSCORE_FILES_PER_MINI_BATCH",
+                                        effect="SDK v2: input files one mini-batch holds")
 
     def environment_settings(self, rebuild: bool = False) -> EnvironmentSettings:
         """The Azure ML environment the batch scoring steps run in."""

@@ -17,6 +17,7 @@ Flask, requests and the standard library are imported: the app runs on a small A
 plan without the model's stack.
 """
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -43,11 +44,21 @@ class WebAppConfigError(ValueError):
 class WebAppSettings:
     """Where the endpoint and the card are, and the limits."""
 
-    scoring_uri: str
-    card_dir: Path
-    scoring_key: Optional[str] = None
-    timeout_s: float = 30.0
-    max_upload_bytes: int = 5_000_000
+    # metadata: the variable each field comes from and what it does, for docs/configuration.md.
+    scoring_uri: str = dataclasses.field(metadata={
+        "env": "WEBAPP_SCORING_URI", "kind": "URL", "default": None, "effect": "The scoring "
+        "endpoint the web app asks; unset: the one in the model card (`make app` sets the "
+        "local deployment's)"})
+    card_dir: Path = dataclasses.field(metadata={
+        "env": "WEBAPP_MODEL_CARD", "effect": "The model card's folder (`make app` sets "
+        "it; the packaged app has it in model_card/)"})
+    scoring_key: Optional[str] = dataclasses.field(default=None, metadata={
+        "env": "WEBAPP_SCORING_KEY", "effect": "The endpoint's key, sent as a bearer token; "
+        "unset: no Authorization header"})
+    timeout_s: float = dataclasses.field(default=30.0, metadata={
+        "env": "WEBAPP_TIMEOUT_S", "effect": "Seconds the web app waits for the endpoint"})
+    max_upload_bytes: int = dataclasses.field(default=5_000_000, metadata={
+        "env": "WEBAPP_MAX_UPLOAD_BYTES", "effect": "The largest CSV file the web app takes"})
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "WebAppSettings":
