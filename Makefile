@@ -27,7 +27,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BROWSER_PACKAGES := chromium chromium-driver
 
 .DEFAULT_GOAL := help
-.PHONY: help run app test test-quick test-v2-environment lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
+.PHONY: help run app test test-quick test-v2-environment lock check-lock lint azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore doc-pictures clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -111,6 +111,9 @@ benchmark-monitor: $(STAMP) ## The monitor's false alarms and detections over se
 
 benchmark-batchscore: $(STAMP) ## Time the local batch scorer on 1M rows against a one-process baseline
 	$(BIN)/python -m benchmarks.benchmark_batchscore
+
+doc-pictures: $(STAMP) ## Draw docs/images' evaluation and drift pictures from a real run of the loop and the monitor
+	$(BIN)/python -m ml_service.util.doc_pictures
 
 clean: ## Remove the local store (.mlops/); keeps the environment
 	rm -rf .mlops
