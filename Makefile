@@ -27,10 +27,10 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BROWSER_PACKAGES := chromium chromium-driver
 
 .DEFAULT_GOAL := help
-.PHONY: help run app test test-quick test-v2-environment lock check-lock lint docs azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
+.PHONY: help run app test test-quick test-v2-environment lock check-lock lint docs doc-pictures azure-validate monitor benchmark benchmark-scoring benchmark-monitor batchscore benchmark-batchscore clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (azureml-pipeline-steps does not install on 3.12) or pass PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -114,6 +114,9 @@ benchmark-monitor: $(STAMP) ## The monitor's false alarms and detections over se
 
 benchmark-batchscore: $(STAMP) ## Time the local batch scorer on 1M rows against a one-process baseline
 	$(BIN)/python -m benchmarks.benchmark_batchscore
+
+doc-pictures: $(STAMP) ## Draw docs/images' evaluation and drift pictures from a real run of the loop and the monitor
+	$(BIN)/python -m ml_service.util.doc_pictures
 
 clean: ## Remove the local store (.mlops/); keeps the environment
 	rm -rf .mlops

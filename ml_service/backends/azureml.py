@@ -3,7 +3,7 @@
 Chosen by MLOPS_BACKEND=azureml, or automatically inside an Azure ML run. The
 workspace is reached on first use, never at construction, so choosing this
 backend costs nothing until it is used. None of these calls can run without a
-workspace: the README lists them as untested here.
+workspace: docs/azure-ml.md lists them as untested here.
 
 SDK v1 reached end of support on 2026-06-30; keeping every v1 call in this one
 module leaves room for a v2 backend beside it.

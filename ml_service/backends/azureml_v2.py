@@ -13,7 +13,7 @@ the step's run id come from the job (MLFLOW_TRACKING_URI, MLFLOW_RUN_ID) and azu
 serves them (the steps' environment: conda_dependencies_v2.yml).
 
 The workspace is reached on first use, never at construction. None of these calls can run
-without a workspace: the README lists them as untested here.
+without a workspace: docs/azure-ml.md lists them as untested here.
 """
 import logging
 import os

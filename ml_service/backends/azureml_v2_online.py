@@ -4,7 +4,7 @@ Every call goes through azure-ai-ml's ``MLClient`` (``online_endpoints``,
 ``online_deployments``); the smoke test posts the sample to the endpoint's scoring URI with
 the key the SDK returns (never read from a file, never logged) and, for one deployment, the
 ``azureml-model-deployment`` header. A refused or failed service call becomes a
-DeploymentError, so the rollout rolls back. None of these calls can run here: the README lists
+DeploymentError, so the rollout rolls back. None of these calls can run here: docs/azure-ml.md lists
 them as untested; tests drive this class over spec'd operation groups.
 """
 import logging

@@ -6,7 +6,7 @@ frames correlated by the request's id: ``model_inputs`` (one column per feature)
 workspace's blob store as JSON lines, one event per request with the frame's rows in
 ``data`` (a list of row objects) and the request's id in ``correlationid``, under
 ``modelDataCollector/<endpoint>/<deployment>/<collection>/<yyyy>/<MM>/<dd>/<HH>/``. Download
-that ``<deployment>`` folder (README: Monitoring) and point ``--collected_dir`` at it.
+that ``<deployment>`` folder (docs/monitoring.md) and point ``--collected_dir`` at it.
 
 The events name no model version: a deployment serves one version for its whole life (the
 rollout creates a new deployment for each version and deletes the old one), so the folder of

@@ -18,7 +18,7 @@ scored rows to SCORING_OUTPUT_FILE_NAME in the job's output (``append_row``: spa
 separated, no header, as on v1, which batchscore_copy_output.py turns into a CSV).
 
 The entities are built by pure functions from the settings, which tests build and
-serialise offline; main() holds the service calls (untested here: see the README).
+serialise offline; main() holds the service calls (untested here: see docs/azure-ml.md).
 """
 import argparse
 import io

@@ -10,7 +10,7 @@
 - GitHub's workflow schema and actionlint on the workflows;
 - the project's reference checks: every ``template:`` named exists; every script path and
   ``python -m`` module a pipeline runs exists; every ``$(VARIABLE)`` is defined in the
-  variables template, the pipeline itself, or the README's list of variable-group variables;
+  variables template, the pipeline itself, or the variable-group list in docs/ci-cd.md;
 - Azure Pipelines path filters (``trigger``/``pr`` ``paths``) that name a folder as
   ``folder/*``: there ``*`` stops at a ``/``, so the filter misses every subfolder
   (``folder/**`` takes them all).
@@ -36,6 +36,8 @@ LOGGER = logging.getLogger(__name__)
 ADO_DIRS = (".pipelines", "environment_setup")
 WORKFLOW_DIR = ".github/workflows"
 VARIABLES_TEMPLATE = ".pipelines/diabetes_regression-variables-template.yml"
+# The page that documents the variable group, between the markers.
+VARIABLE_GROUP_PAGE = Path("docs") / "ci-cd.md"
 VARIABLE_GROUP_START = "<!-- variable-group:start -->"
 VARIABLE_GROUP_END = "<!-- variable-group:end -->"
 MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
@@ -167,8 +169,9 @@ def defined_variables(document: Any) -> Set[str]:
 
 
 def variable_group(root: Path) -> Set[str]:
-    """The variable-group variables documented in the README, between the markers."""
-    text = (root / "README.md").read_text() if (root / "README.md").is_file() else ""
+    """The variable-group variables documented in docs/ci-cd.md, between the markers."""
+    page = root / VARIABLE_GROUP_PAGE
+    text = page.read_text() if page.is_file() else ""
     start, end = text.find(VARIABLE_GROUP_START), text.find(VARIABLE_GROUP_END)
     if start < 0 or end < start:
         return set()
@@ -260,7 +263,7 @@ def check_references(root: Path, path: Path, document: Any, known: Set[str]) -> 
         # Names with a dot are Azure DevOps' predefined or step output variables.
         problems += [Problem(rel(root, path), f"variable $({name}) is not defined in the "
                                               "variables template, the pipeline, or the "
-                                              "README's variable-group list")
+                                              "variable-group list in docs/ci-cd.md")
                      for name in MACRO.findall(text) if "." not in name and name not in defined]
     return problems
 

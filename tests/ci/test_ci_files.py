@@ -7,7 +7,7 @@ import yaml
 
 from ml_service.paths import PROJECT_ROOT
 from ml_service.util import check_ci_files
-from ml_service.util.check_ci_files import check_all, check_path_filters
+from ml_service.util.check_ci_files import VARIABLE_GROUP_PAGE, check_all, check_path_filters
 
 COPIED = (".pipelines", ".github", "environment_setup", "ml_service", "diabetes_regression")
 
@@ -37,8 +37,9 @@ def copy(tmp_path):
     for name in COPIED:
         if (PROJECT_ROOT / name).exists():
             shutil.copytree(PROJECT_ROOT / name, tmp_path / name, ignore=ignore)
-    for name in ("README.md", ".yamllint.yml"):
+    for name in (".yamllint.yml", str(VARIABLE_GROUP_PAGE)):
         if (PROJECT_ROOT / name).exists():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT_ROOT / name, tmp_path / name)
     return tmp_path
 
@@ -81,8 +82,8 @@ def test_a_broken_file_fails_naming_it(copy, path, old, new, message):
 
 @pytest.mark.process
 def test_an_undocumented_variable_group_variable_fails(copy):
-    readme = copy / "README.md"
-    readme.write_text(readme.read_text().replace("| `WORKSPACE_SVC_CONNECTION` |", "| x |"))
+    page = copy / VARIABLE_GROUP_PAGE
+    page.write_text(page.read_text().replace("| `WORKSPACE_SVC_CONNECTION` |", "| x |"))
     problems = check_all(copy)
     assert problems and all("$(WORKSPACE_SVC_CONNECTION) is not defined" in p.message
                             for p in problems)

@@ -23,7 +23,6 @@ def test_pages_pass(check):
     assert not problems, report(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25: README split in progress")
 def test_readme_is_small():
     problems = doc_checks.check_readme_size(PROJECT_ROOT)
     assert not problems, report(problems)

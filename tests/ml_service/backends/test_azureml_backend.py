@@ -1,4 +1,5 @@
-"""Choosing the Azure ML backend, offline. Its service calls are not tested here (README)."""
+"""Choosing the Azure ML backend, offline. Its service calls are not tested here
+(docs/azure-ml.md)."""
 import pytest
 
 from ml_service.backends import get_backend
