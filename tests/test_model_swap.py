@@ -4,8 +4,8 @@ The project is rendered into a temporary folder with each variant of the model p
 - tests/model_variants/classifier: a scikit-learn classifier (another target column,
   estimator, metric and sample);
 - tests/model_variants/lightgbm: a LightGBM classifier saved with its own MLflow flavour, its
-  target first, a metric where lower is better, and the pins a library outside scikit-learn
-  needs (the variant's edits.json);
+  target first and a metric where lower is better;
+each with its library (its library.json: flavour, save options, the pins, then the locks);
 and there:
 - the generic tests pass unchanged (every test but the model's own contract tests, which
   a user rewrites for their model: GENERIC_TESTS below);

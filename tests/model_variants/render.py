@@ -3,23 +3,32 @@
     python -m tests.model_variants.render classifier /tmp/swapped
 
 A variant is a folder here holding the model package files a user rewrites (train.py,
-parameters.json) and, in ``edits.json``, the lines a user changes elsewhere (a library other
-than scikit-learn: its MLflow flavour, its pins). Rendering copies the project's files
-(tracked and new, not ignored ones), puts the variant's files over them and makes its edits;
-when an edit changes a pyproject.toml it then runs what `make lock` runs, as a user would,
-offline (the index pages come from uv's cache, which `make test` fills first).
+parameters.json) and, in ``library.json``, what the user sets elsewhere for the model's
+library: the MLflow flavour and its save options (model_files.py) and the distributions to
+pin in each project whose environment loads the model. Rendering copies the project's files
+(tracked and new, not ignored ones), puts the variant's files over them, sets the flavour,
+adds the pins a project lacks and, when it added one, runs what `make lock` runs, as a user
+would, offline (the index pages come from uv's cache, which `make test` fills first). A
+variant states its whole library rather than edits of the template's, so the swap test also
+holds in a project whose own model uses another library.
 The template's own tests run the generic test suite and the whole loop in such a copy
 (tests/test_model_swap.py): the way a template's CI renders a project and runs it.
 """
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+
+from ml_service.util.lock_environments import canonical_name, environments_of, projects
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = Path(__file__).resolve().parent
@@ -28,8 +37,13 @@ SWAPPED_FILES = {
     "train.py": "diabetes_regression/training/train.py",
     "parameters.json": "diabetes_regression/parameters.json",
 }
-# A variant's edits of other project files: {"edits": [{"file", "find", "replace"}, ...]}.
-EDITS = "edits.json"
+# The library of a variant's model: {"flavor": its MLflow flavour module, "save_options":
+# the keywords of that flavour's save_model, "libraries": the distributions the model needs}.
+LIBRARY = "library.json"
+MODEL_FILES = "diabetes_regression/training/model_files.py"
+FLAVOR_LINE = re.compile(r"^MLFLOW_FLAVOR = .*$", re.M)
+SAVE_OPTIONS_LINE = re.compile(r"^SAVE_OPTIONS\b.*$", re.M)
+DEPENDENCIES_LINE = re.compile(r"^dependencies = \[[ \t]*$", re.M)
 # The installer of the locks, as the Makefile installs it.
 UV = PROJECT_ROOT / ".tools" / "bin" / "uv"
 LOCK_TIMEOUT_S = 300
@@ -38,6 +52,15 @@ LOGGER = logging.getLogger(__name__)
 
 class RenderError(ValueError):
     """The variant or the target folder cannot be used."""
+
+
+@dataclass(frozen=True)
+class Library:
+    """What a variant's model is saved with and needs installed."""
+
+    flavor: str
+    save_options: Dict[str, Any]
+    libraries: Tuple[str, ...]
 
 
 def project_files(root: Path = PROJECT_ROOT) -> List[str]:
@@ -65,38 +88,80 @@ def render(variant: str, target: Path) -> Path:
         shutil.copy2(PROJECT_ROOT / name, destination)
     for name, source in files.items():
         shutil.copy2(source, target / SWAPPED_FILES[name])
-    edits = read_edits(folder / EDITS) if (folder / EDITS).is_file() else []
-    apply_edits(target, edits)
-    if any(Path(edit["file"]).name == "pyproject.toml" for edit in edits):
+    if use_library(target, read_library(folder / LIBRARY)):
         relock(target)
     LOGGER.info("Rendered the project with model variant %s into %s", variant, target)
     return target
 
 
-def read_edits(path: Path) -> List[Dict[str, str]]:
-    """The edits a variant lists, each with its file, the text to find and its replacement."""
+def read_library(path: Path) -> Library:
+    """The library a variant's model needs (its library.json)."""
     try:
-        edits = json.loads(path.read_text())["edits"]
-        if not all(isinstance(e, dict) and all(isinstance(e.get(k), str)
-                                               for k in ("file", "find", "replace"))
-                   for e in edits):
-            raise TypeError("each edit needs the strings file, find and replace")
-    except (ValueError, KeyError, TypeError) as err:
-        raise RenderError(f"{path}: not a list of edits ({err})") from err
-    return edits
+        raw = json.loads(path.read_text())
+        library = Library(raw["flavor"], raw["save_options"], tuple(raw["libraries"]))
+        if not (isinstance(library.flavor, str) and isinstance(library.save_options, dict)
+                and library.libraries and all(isinstance(n, str) for n in library.libraries)):
+            raise TypeError("flavor is a module name, save_options an object, libraries a "
+                            "non-empty list of distribution names")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RenderError(f"{path}: not a variant's library ({err!r})") from err
+    return library
 
 
-def apply_edits(target: Path, edits: List[Dict[str, str]]) -> None:
-    """Replace each edit's text in its file of the rendered copy; the text must occur once
-    there, so a project change that moves it fails the render instead of skipping the edit."""
-    for edit in edits:
-        path = target / edit["file"]
-        text = path.read_text() if path.is_file() else ""
-        found = text.count(edit["find"])
-        if found != 1:
-            raise RenderError(f"{edit['file']}: the text to edit ({edit['find']!r}) occurs "
-                              f"{found} times, not once; update the variant's {EDITS}")
-        path.write_text(text.replace(edit["find"], edit["replace"]))
+def _replace_line(text: str, line: "re.Pattern[str]", new: str, source: str) -> str:
+    found = len(line.findall(text))
+    if found != 1:
+        raise RenderError(f"{source}: {found} lines match {line.pattern!r}, not one; the "
+                          "render sets that line for the variant")
+    return line.sub(lambda _: new, text)
+
+
+def with_flavor(text: str, library: Library, source: str = MODEL_FILES) -> str:
+    """model_files.py's text with the variant's MLflow flavour and save options."""
+    text = _replace_line(text, FLAVOR_LINE, f"MLFLOW_FLAVOR = {json.dumps(library.flavor)}",
+                         source)
+    return _replace_line(text, SAVE_OPTIONS_LINE,
+                         f"SAVE_OPTIONS: Dict[str, Any] = {library.save_options!r}", source)
+
+
+def with_requirement(text: str, requirement: str, source: str) -> str:
+    """A pyproject.toml's text with ``requirement`` in [project] dependencies, unless that
+    distribution is declared there already (at whatever version the user chose)."""
+    name = canonical_name(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0])
+    declared = tomllib.loads(text).get("project", {}).get("dependencies", [])
+    if any(canonical_name(re.split(r"[\s\[<>=!~;]", d, maxsplit=1)[0]) == name
+           for d in declared):
+        return text
+    found = len(DEPENDENCIES_LINE.findall(text))
+    if found != 1:
+        raise RenderError(f"{source}: {found} lines 'dependencies = [', not one")
+    return DEPENDENCIES_LINE.sub(lambda m: f'{m.group(0)}\n    "{requirement}",', text)
+
+
+def use_library(target: Path, library: Library) -> bool:
+    """Make the copy save its model with the variant's flavour, and pin each library it needs
+    (at the version installed here, which the tests run) in every project whose environment
+    loads the model; whether a pyproject.toml changed (then the locks are stale)."""
+    path = target / MODEL_FILES
+    path.write_text(with_flavor(path.read_text(), library))
+    pins = []
+    for name in library.libraries:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError as err:
+            raise RenderError(f"the variant needs {name}, which is not installed here: it "
+                              "is a dev dependency of pyproject.toml") from err
+    changed = False
+    for project in projects(environments_of(target)):
+        path = target / ("pyproject.toml" if project in ("", ".") else
+                         f"{project}/pyproject.toml")
+        text = original = path.read_text()
+        for pin in pins:
+            text = with_requirement(text, pin, str(path.relative_to(target)))
+        if text != original:
+            path.write_text(text)
+            changed = True
+    return changed
 
 
 def relock(target: Path) -> None:

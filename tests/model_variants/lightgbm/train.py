@@ -1,12 +1,12 @@
 """A third example model, for the template's own tests: LightGBM, through its own MLflow flavour.
 
 It replaces ``diabetes_regression/training/train.py`` in a rendered copy of the project
-(see ``tests/model_variants/render.py``), with the other edits a user makes for a library
-other than scikit-learn (``edits.json``: the flavour in ``model_files.py``, the pins in
-``pyproject.toml`` and the conda files). Unlike the other two models it has no scikit-learn
-estimator, takes its target as the FIRST column, names its features otherwise, gates on a
-metric where lower is better (log loss), and only warns about a hyperparameter it does not
-know, so ``train_model`` checks them itself.
+(see ``tests/model_variants/render.py``), with what a user sets for a library other than
+scikit-learn (``library.json``: the flavour in ``model_files.py``, the pins in the three
+pyproject.toml files, then the locks and conda files). Unlike the other two models it has no
+scikit-learn estimator, takes its target as the FIRST column, names its features otherwise,
+gates on a metric where lower is better (log loss), and only warns about a hyperparameter it
+does not know, so ``train_model`` checks them itself.
 """
 from typing import Any, Dict, Mapping
 
