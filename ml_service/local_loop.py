@@ -38,6 +38,8 @@ from ml_service.util.sample_dataset import ensure_sample_dataset
 from ml_service.util.smoke_test_scoring_service import smoke_test
 
 LOGGER = logging.getLogger(__name__)
+# Where `mlflow ui` serves by default.
+MLFLOW_UI_URL = "http://127.0.0.1:5000"
 
 
 @dataclass
@@ -58,6 +60,7 @@ class LoopSummary:
     data_check: str = ""
     dataset: str = ""
     report: str = ""
+    experiment_name: str = ""
 
     def lines(self) -> List[str]:
         """The summary as printable lines."""
@@ -74,8 +77,16 @@ class LoopSummary:
             f"  scoring URL    {self.scoring_uri} (stopped)",
             f"  smoke test passed: {len(self.predictions)} predictions",
             f"  total time     {self.seconds:.1f} s",
-            f"  inspect runs   mlflow ui --backend-store-uri {self.tracking_uri}",
+            f"  inspect runs   {mlflow_command()} ui --backend-store-uri {self.tracking_uri}"
+            f" (then open {MLFLOW_UI_URL}, experiment {self.experiment_name})",
         ]
+
+
+def mlflow_command() -> str:
+    """The mlflow command of this environment (beside its Python: a virtual environment is
+    rarely activated), or plain ``mlflow`` when there is none there."""
+    beside = Path(sys.executable).parent / "mlflow"
+    return str(beside) if beside.is_file() else "mlflow"
 
 
 def describe_decision(tags: Dict[str, str], registered_version: Optional[str]) -> str:
@@ -181,6 +192,7 @@ def run_loop(backend: LocalBackend, training: TrainingSettings,
         data_check=run_tags.get(DATA_CHECK_TAG, ""),
         dataset=describe_dataset(run_tags),
         report=find_report(backend, result.run_id),
+        experiment_name=training.experiment_name,
     )
 
 

@@ -326,6 +326,9 @@ def check(uv: Uv) -> int:
     problems = find_drift(uv, environments)
     for problem in problems:
         LOGGER.error("%s", problem)
+    if not problems:
+        LOGGER.info("every lock matches its pyproject.toml and every conda file its lock (%s)",
+                    ", ".join(e.conda_file for e in environments))
     return 1 if problems else 0
 
 

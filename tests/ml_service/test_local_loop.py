@@ -36,6 +36,10 @@ def test_the_loop_runs_twice_then_on_a_users_csv(backend, capsys, tmp_path):
         line = next(x for x in summary.splitlines() if x.startswith("  evaluation     "))
         report = Path(line.split()[-1])
         assert (report / REPORT_JSON).is_file() and list(report.glob("*.png")), line
+    # The command to look at the runs is the environment's own mlflow, as printed.
+    inspect = next(x for x in first.splitlines() if x.startswith("  inspect runs   "))
+    assert Path(inspect.split()[2]).is_file() and inspect.split()[3:5] == \
+        ["ui", "--backend-store-uri"] and f"experiment {SETTINGS.experiment_name})" in inspect
     assert [m.version for m in backend.list_models(SETTINGS.model_name)] == [1]
     assert backend.find_dataset(SETTINGS.dataset_name).version == 1
     assert not (backend.root / "deployments" / ScoringSettings().service_name
