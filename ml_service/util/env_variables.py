@@ -85,7 +85,8 @@ class TrainingSettings:
                                    effect="The experiment training runs are recorded in")
     dataset_name: str = setting("diabetes_ds", env="DATASET_NAME",
                                 effect="The registered dataset training reads")
-    pipeline_name: str = setting("diabetes-Training-Pipeline", env="TRAINING_PIPELINE_NAME",
+    pipeline_name: str = setting("diabetes-Training-Pipeline",
+                                 env="TRAINING_PIPELINE_NAME",
                                  effect="The training pipeline's name (published with the "
                                  "build id as its version)")
     run_evaluation: bool = setting(True, env="RUN_EVALUATION",
@@ -400,12 +401,15 @@ MINI_BATCH_SIZE = re.compile(r"^\d+([kKmMgG][bB])?$")
 class BatchScoringSettings:
     """Where the batch scoring pipeline reads and writes, and how it splits the work."""
 
-    pipeline_name: str = setting("diabetes-Batch-Scoring-Pipeline", env="SCORING_PIPELINE_NAME",
+    pipeline_name: str = setting("diabetes-Batch-Scoring-Pipeline",
+                                 env="SCORING_PIPELINE_NAME",
                                  effect="The batch scoring pipeline's name")
-    input_path: str = setting("diabetes_scoring/input/diabetes_scoring_input.csv",
+    input_path: str = setting("diabetes_scoring/input/"
+                              "diabetes_scoring_input.csv",
                               env="SCORING_DATASTORE_INPUT_PATH",
                               effect="The datastore path batch scoring reads")
-    output_path: str = setting("diabetes_scoring/output", env="SCORING_DATASTORE_OUTPUT_PATH",
+    output_path: str = setting("diabetes_scoring/output",
+                               env="SCORING_DATASTORE_OUTPUT_PATH",
                                effect="The datastore folder batch scoring writes to")
     output_file_name: str = setting("diabetes_scoring_output.csv",
                                     env="SCORING_OUTPUT_FILE_NAME",

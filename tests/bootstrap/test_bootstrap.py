@@ -264,6 +264,13 @@ def test_lines_a_long_name_pushes_over_the_lint_limit_are_listed(repo, capsys):
                           for line in checks), checks
 
 
+def test_a_name_as_long_as_the_template_package_fits_every_line(pristine):
+    """Names up to the package name's length need no hand wrapping before `make lint`."""
+    name = "abcdefghijklmnopqrstuvwxyz"[:len(TEMPLATE)]
+    plan = bootstrap.prepare(pristine, name)
+    assert plan.rewrites and plan.long_lines == ()
+
+
 @pytest.mark.process
 def test_a_successful_run_leaves_no_template_name(bootstrapped):
     copy, result = bootstrapped

@@ -12,7 +12,8 @@ from ml_service.util import deploy_local
 def test_deploy_without_a_production_model_is_refused(backend, caplog):
     assert deploy_local.main(["deploy"]) == 1
     assert "has no production version; run the training pipeline first" in caplog.text
-    assert not (backend.root / "deployments" / "diabetes-local" / "service.json").exists()
+    recorded = backend.root / "deployments" / "diabetes-local" / "service.json"
+    assert not recorded.exists()
 
 
 def test_stop_when_nothing_runs_is_fine(backend, caplog):
