@@ -33,6 +33,14 @@ def model_version(model: Any) -> int:
     return int(version)
 
 
+def identity_of(endpoint: Any) -> str:
+    """The resource id of the user-assigned identity an endpoint entity runs as, or "" when
+    it runs as its own system-assigned identity."""
+    identity = getattr(endpoint, "identity", None)
+    assigned = (identity.user_assigned_identities or []) if identity is not None else []
+    return assigned[0].resource_id if assigned else ""
+
+
 class AzureOnlineEndpoint:
     """One managed online endpoint, through MLClient."""
 
@@ -59,16 +67,27 @@ class AzureOnlineEndpoint:
 
     def ensure_exists(self) -> None:
         """Create the endpoint (key authentication, running as ``identity`` when one is
-        given) when the workspace lacks it; an existing endpoint is left as it is."""
+        given) when the workspace lacks it; an existing endpoint is left as it is, with a
+        warning when it runs as another identity than the one configured."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            self.client.online_endpoints.get(self.name)
+            existing = self.client.online_endpoints.get(self.name)
         except ResourceNotFoundError:
             LOGGER.info("Creating online endpoint %s", self.name)
             endpoint = load_online_endpoint(online_endpoint_spec(self.name, self.identity))
             self._wait("create", lambda: self.client.online_endpoints.begin_create_or_update(
                 endpoint))
+            return
+        current = identity_of(existing)
+        if current.lower() != self.identity.lower():
+            LOGGER.warning(
+                "Online endpoint %s runs as %s, not as %s (ONLINE_ENDPOINT_IDENTITY): an "
+                "endpoint keeps the identity it was created with. Delete the endpoint (az ml "
+                "online-endpoint delete --name %s) for the next deployment to create it with "
+                "the configured one, or set ONLINE_ENDPOINT_IDENTITY to the one it has",
+                self.name, current or "its own system-assigned identity",
+                self.identity or "its own system-assigned identity", self.name)
 
     def state(self) -> EndpointState:
         endpoint = self.client.online_endpoints.get(self.name)

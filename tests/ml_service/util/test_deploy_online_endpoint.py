@@ -108,7 +108,7 @@ def test_staging_gets_the_production_model_with_the_staged_score_py(workspace, o
 
 
 def test_the_endpoints_run_as_the_identity_the_infrastructure_made(
-        workspace, online, posts, monkeypatch):
+        workspace, online, posts, monkeypatch, caplog):
     identity = ("/subscriptions/0/resourceGroups/rg/providers/"
                 "Microsoft.ManagedIdentity/userAssignedIdentities/id-mlops-endpoints")
     monkeypatch.setenv("ONLINE_ENDPOINT_IDENTITY", identity)
@@ -117,6 +117,18 @@ def test_the_endpoints_run_as_the_identity_the_infrastructure_made(
     rest = online.endpoints[STAGING]._to_rest_online_endpoint(location="westeurope").as_dict()
     assert rest["identity"]["type"] == "UserAssigned"
     assert list(rest["identity"]["userAssignedIdentities"]) == [identity]
+    # Azure Resource Manager may answer an id in other letter cases: the same identity.
+    monkeypatch.setenv("ONLINE_ENDPOINT_IDENTITY", identity.replace("resourceGroups",
+                                                                    "resourcegroups"))
+    assert deploy_online_endpoint.main(["--stage", "staging"]) == 0
+    assert "runs as" not in caplog.text
+    monkeypatch.delenv("ONLINE_ENDPOINT_IDENTITY")
+    assert deploy_online_endpoint.main(["--stage", "staging"]) == 0
+    assert (f"Online endpoint {STAGING} runs as {identity}, not as its own system-assigned "
+            "identity (ONLINE_ENDPOINT_IDENTITY)") in caplog.text
+    assert f"az ml online-endpoint delete --name {STAGING}" in caplog.text
+    assert list(online.endpoints[STAGING].identity.user_assigned_identities)[0].resource_id \
+        == identity
 
 
 def test_the_backend_gives_the_endpoint_the_most_traffic_goes_to_with_its_key(
