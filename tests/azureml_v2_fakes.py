@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from unittest.mock import create_autospec
 
-from azure.ai.ml.entities import Component
+from azure.ai.ml.entities import AzureBlobDatastore, Component
 from azure.ai.ml.exceptions import JobException
 from azure.ai.ml.entities import EndpointAuthKeys
 from azure.ai.ml.operations import (ComponentOperations, ComputeOperations, DataOperations,
@@ -24,6 +24,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.polling import LROPoller
 
 from ml_service.util.env_variables import TrainingSettings, WorkspaceSettings
+from tests.blob_storage import ACCOUNT, CONTAINER
 
 WORKSPACE = WorkspaceSettings("00000000-0000-0000-0000-000000000000", "rg", "ws")
 MODEL = TrainingSettings().model_name
@@ -164,12 +165,6 @@ class FakeWorkspace:
         return done(compute)
 
 
-class Datastore:
-    """What the backend reads of the default datastore."""
-
-    name = "workspaceblobstore"
-
-
 def operations(cls, **methods):
     """A spec'd azure-ai-ml operations object whose methods are the fake's."""
     mock = create_autospec(cls, spec_set=True, instance=True)
@@ -269,4 +264,5 @@ class FakeClient:
         self.compute = operations(ComputeOperations, get=fake.get_compute,
                                   begin_create_or_update=fake.create_compute)
         self.datastores = operations(DatastoreOperations)
-        self.datastores.get_default.return_value = Datastore()
+        self.datastores.get_default.return_value = AzureBlobDatastore(
+            name="workspaceblobstore", account_name=ACCOUNT, container_name=CONTAINER)

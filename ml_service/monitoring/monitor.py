@@ -26,7 +26,9 @@ A summary is printed.
 ``--source appinsights`` reads the records the service logged to Application Insights on
 Azure ML v1 instead (appinsights.py; ``--workspace_id`` or LOG_ANALYTICS_WORKSPACE_ID names
 its Log Analytics workspace); ``--source mdc`` reads what SDK v2's data collector kept for an
-online deployment, downloaded to ``--collected_dir`` (mdc.py). With an Azure ML backend the
+online deployment, downloaded to ``--collected_dir`` (mdc.py) or, without it on the azureml-v2
+backend, fetched from the workspace's datastore for the deployment that serves the endpoint
+``--service`` (default ONLINE_ENDPOINT_NAME; mdc_download.py). With an Azure ML backend the
 model and its dataset come from the workspace, and the report goes to ``--report_dir``.
 
 ``--register`` registers the window's collected rows as the next version of the dataset
@@ -67,7 +69,8 @@ from ml_service.monitoring.collected import Collected, read_collected
 from ml_service.monitoring.mdc import read_mdc
 from ml_service.util.cli import run_cli
 from ml_service.util.deploy_local import production_or_version
-from ml_service.util.env_variables import BackendSettings, ScoringSettings, TrainingSettings
+from ml_service.util.env_variables import (BackendSettings, OnlineEndpointSettings,
+                                           ScoringSettings, TrainingSettings)
 
 LOGGER = logging.getLogger(__name__)
 EXIT_DRIFT = 3
@@ -286,11 +289,14 @@ def check_options(args: argparse.Namespace, backend_kind: str) -> None:
         raise MonitoringError(f"--source appinsights needs the Log Analytics workspace id of "
                               f"the service's Application Insights: --workspace_id or "
                               f"{appinsights.WORKSPACE_VARIABLE}")
-    if (args.source == MDC) != bool(args.collected_dir):
+    if args.collected_dir and args.source != MDC:
+        raise MonitoringError("--collected_dir is the data collector's folder of one online "
+                              "deployment: pass it with --source mdc")
+    if args.source == MDC and not args.collected_dir and backend_kind != "azureml-v2":
         raise MonitoringError("--source mdc reads the data collector's files of one online "
-                              "deployment from --collected_dir (and only then is it used): "
-                              "pass both, the folder downloaded from the workspace's blob store "
-                              "(modelDataCollector/<endpoint>/<deployment>/)")
+                              "deployment: pass --collected_dir, the folder downloaded from the "
+                              "workspace's blob store (modelDataCollector/<endpoint>/"
+                              "<deployment>/), or set MLOPS_BACKEND=azureml-v2 to fetch them")
 
 
 def workspace_id(args: argparse.Namespace) -> str:
@@ -302,13 +308,45 @@ def collected_records(args: argparse.Namespace, backend: Any, service: str,
                       model: Any) -> Collected:
     """The window's records, from the local store, Application Insights or the data
     collector's files (whose records are the deployment's, so the model's)."""
-    if args.source == MDC:
+    if args.source == MDC and args.collected_dir:
         return read_mdc(Path(args.collected_dir), model.name, model.version, args.since,
                         args.until)
+    if args.source == MDC:
+        return fetch_mdc(args, backend, model)
     if args.source == APPINSIGHTS:
         return appinsights.read_app_insights(appinsights.logs_client(), workspace_id(args),
                                              args.since, args.until, service)
     return read_collected(backend.collected_dir(), service, args.since, args.until)
+
+
+def default_service(args: argparse.Namespace) -> str:
+    """The service judged without --service: the production online endpoint when the data
+    collector's files are fetched, else the local service."""
+    if args.source == MDC and not args.collected_dir:
+        return OnlineEndpointSettings.from_env().endpoint_name
+    return ScoringSettings.from_env().service_name
+
+
+def fetch_mdc(args: argparse.Namespace, backend: Any, model: Any) -> Collected:
+    """The window's records that the data collector kept for the deployment serving the
+    online endpoint (--service or ONLINE_ENDPOINT_NAME), fetched from the workspace's
+    datastore into a temporary folder; that deployment must serve the model judged."""
+    from ml_service.backends.azureml_v2 import make_credential
+    from ml_service.monitoring import mdc_download
+
+    endpoint = args.service or default_service(args)
+    serving = mdc_download.serving_deployment(backend.client, endpoint)
+    if str(serving.model_version) != str(model.version):
+        raise MonitoringError(
+            f"online endpoint {endpoint} is served by deployment {serving.deployment} with "
+            f"{model.name} version {serving.model_version}, not version {model.version}: pass "
+            f"--model_version {serving.model_version} to judge what it serves")
+    credential = make_credential(backend.workspace)
+    container = mdc_download.default_container(backend.client, credential)
+    with tempfile.TemporaryDirectory(prefix="mdc-") as folder:
+        mdc_download.download_collected(container, serving, Path(folder), args.since,
+                                        args.until)
+        return read_mdc(Path(folder), model.name, model.version, args.since, args.until)
 
 
 def run_monitor(args: argparse.Namespace) -> int:
@@ -319,7 +357,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     check_options(args, settings.kind)
     training = TrainingSettings.from_env()
     backend = get_backend(settings, training)
-    service = args.service or ScoringSettings.from_env().service_name
+    service = args.service or default_service(args)
     model = production_or_version(backend, training.model_name, args.model_version)
     dataset, frame = training_frame(backend, model)
     collected = collected_records(args, backend, service, model)
@@ -428,7 +466,9 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     """Parse the options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--service", help="the local service (default: LOCAL_DEPLOYMENT_NAME "
-                                          "or the local loop's)")
+                                          "or the local loop's); with --source mdc on "
+                                          "azureml-v2, the online endpoint (default: "
+                                          "ONLINE_ENDPOINT_NAME)")
     parser.add_argument("--model_version", type=int,
                         help="the model version to check (default: production)")
     parser.add_argument("--since", type=day, help="first UTC day, YYYY-MM-DD")
@@ -440,7 +480,8 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
                                                "Application Insights (default: "
                                                f"{appinsights.WORKSPACE_VARIABLE})")
     parser.add_argument("--collected_dir", help="--source mdc: the online deployment's "
-                                                "folder of collected data, downloaded")
+                                                "folder of collected data, downloaded "
+                                                "(default on azureml-v2: fetched)")
     parser.add_argument("--report_dir", help="write the report to this folder (default: an "
                                              "MLflow run in the local store)")
     parser.add_argument("--register", action="store_true",

@@ -281,9 +281,10 @@ def test_a_folder_that_is_not_a_deployments_collected_data_is_named(tmp_path):
 
 @pytest.mark.parametrize("variables, argv, message", [
     ({"MLOPS_BACKEND": "azureml"}, [], "pass --source appinsights .* and --report_dir"),
-    ({"MLOPS_BACKEND": "azureml-v2"}, ["--source", "mdc", "--report_dir", "r"],
-     "reads the data collector's files of one online deployment from --collected_dir"),
-    ({}, ["--collected_dir", "d"], "--source mdc reads"),
+    ({"MLOPS_BACKEND": "azureml"}, ["--source", "mdc", "--report_dir", "r"],
+     "pass --collected_dir, .* or set MLOPS_BACKEND=azureml-v2 to fetch them"),
+    ({}, ["--source", "mdc"], "pass --collected_dir"),
+    ({}, ["--collected_dir", "d"], "pass it with --source mdc"),
     ({"MLOPS_BACKEND": "azureml"}, ["--source", "appinsights", "--report_dir", "r",
                                     "--retrain"], "run ml_service.pipelines.run_train_pipeline"),
     ({}, ["--source", "appinsights"], "needs the Log Analytics workspace id"),
