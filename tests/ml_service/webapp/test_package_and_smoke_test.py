@@ -21,8 +21,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def packaged(served_model, tmp_path_factory):
+    """The package, made by the command CD runs, on the session's store."""
     out = tmp_path_factory.mktemp("package") / "model_app.zip"
-    return package_webapp.package(served_model.backend, served_model.version, "test-svc", out)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("MLOPS_BACKEND", "local"),
+                            ("MLOPS_ROOT", str(served_model.backend.root)),
+                            ("MODEL_NAME", served_model.version.name)):
+            patch.setenv(name, value)
+        assert package_webapp.main(["--out", str(out), "--service", "test-svc"]) == 0
+    return out
 
 
 def test_the_package_holds_the_app_its_card_and_locked_requirements(packaged, served_model):
