@@ -104,11 +104,15 @@ def test_every_field_is_labelled_and_the_answer_is_the_endpoints(
 def test_a_wrong_value_is_announced_next_to_its_field(browser, site):
     browser.get(site + "/")
     second = elements(browser, "form input[name]")[1]
+    name = second.get_attribute("name")
     second.clear()
     second.send_keys("a lot")
     element(browser, "form button[type=submit]").click()
-    field = elements(browser, "form input[name]")[1]
-    assert field.get_attribute("aria-invalid") == "true"
+    # the answer is a new page: wait for it rather than read the old one's field
+    field = element(browser, "form input[aria-invalid=true]")
+    assert field.get_attribute("name") == name
+    assert [f.get_attribute("name") for f in elements(browser, "form input[aria-invalid]")] \
+        == [name]
     message = element(browser, "#" + field.get_attribute("aria-describedby"))
     assert message.get_attribute("role") == "alert"
     assert message.text == "'a lot' is not a number"
