@@ -1,7 +1,9 @@
-"""The Azure ML conda files' pip lists, written from the locks: the pure parts, and a failed
-write that leaves every file as it was."""
+"""The Azure ML conda files' pip lists, written from the locks: the pure parts, a failed
+write that leaves every file as it was, and `make check-lock` / `make lock` (the module's
+commands) on a copy of the repository's projects, offline."""
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -9,10 +11,12 @@ import pytest
 from ml_service.errors import ConfigurationError
 from ml_service.paths import PROJECT_ROOT
 from ml_service.util import check_environment
+from ml_service.util import lock_environments
 from ml_service.util.lock_environments import (LockedEnvironment, Uv, declared_extras,
-                                               parse_export, pip_requirements,
-                                               read_environments, with_extras,
-                                               with_pip_requirements, write_conda_files)
+                                               environments_of, parse_export,
+                                               pip_requirements, projects, read_environments,
+                                               with_extras, with_pip_requirements,
+                                               write_conda_files)
 
 UV = str(Path(sys.executable).parent / "uv")
 CONDA = """\
@@ -130,3 +134,55 @@ def test_the_ci_check_finds_the_conda_files_written_from_the_locks():
     assert check_environment.lock_problems([unlisted], uv) == [
         "model/other_conda.yml: used on Azure ML compute but not written from a lock: add it "
         "to pyproject.toml's [tool.mlops.azureml-environments] and run 'make lock'"]
+
+
+@pytest.fixture
+def locked_copy(tmp_path, monkeypatch):
+    """The repository's uv projects (pyproject.toml, uv.lock) and conda files, copied; uv
+    kept offline (it reads the index pages from its cache)."""
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    environments = environments_of(PROJECT_ROOT)
+    names = [e.conda_file for e in environments] + [
+        str(Path(project) / name) for project in projects(environments)
+        for name in ("pyproject.toml", "uv.lock")]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def run_locks(command, root):
+    return lock_environments.main([command, "--uv", UV, "--python", sys.executable,
+                                   "--root", str(root)])
+
+
+@pytest.mark.process
+def test_check_lock_names_a_hand_edited_conda_file_and_make_lock_writes_it_back(
+        locked_copy, caplog):
+    conda = locked_copy / environments_of(locked_copy)[0].conda_file
+    original = conda.read_text()
+    assert run_locks("check", locked_copy) == 0
+    dropped = pip_requirements(original)[0]
+    kept = [line for line in original.splitlines(keepends=True) if dropped not in line]
+    assert len(kept) == len(original.splitlines()) - 1
+    conda.write_text("".join(kept))
+    assert run_locks("check", locked_copy) == 1
+    assert (f"{conda.relative_to(locked_copy)}: its pip list is not what" in caplog.text
+            and f"missing: {dropped}" in caplog.text and "run 'make lock'" in caplog.text)
+    assert run_locks("lock", locked_copy) == 0
+    assert conda.read_text() == original
+    assert run_locks("check", locked_copy) == 0
+
+
+@pytest.mark.process
+def test_check_lock_names_a_lock_its_pyproject_no_longer_matches(locked_copy, caplog):
+    pyproject = locked_copy / "pyproject.toml"
+    text = pyproject.read_text()
+    first = tomllib.loads(text)["project"]["dependencies"][0]
+    edited = "".join(line for line in text.splitlines(keepends=True)
+                     if line.strip() != f'"{first}",')
+    assert len(edited) < len(text)
+    pyproject.write_text(edited)
+    assert run_locks("check", locked_copy) == 1
+    assert ("uv.lock does not match pyproject.toml (its dependencies changed): run 'make lock' "
+            "and commit uv.lock") in caplog.text
