@@ -2,18 +2,15 @@
 and azure-core's requests transport do their own work (paging, ranged downloads, parsing);
 only the HTTP exchange of List Blobs and Get Blob is answered here, in the REST API's shape,
 through requests' own response building."""
-import io
 import urllib.parse
 from email.utils import formatdate
 from typing import Dict
 from xml.sax.saxutils import escape
 
 import requests
-import urllib3
-from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import ContainerClient
 
-from tests.log_analytics import SignedIn
+from tests.log_analytics import SignedIn, respond, transport_over
 
 ACCOUNT, CONTAINER = "stmlopsws", "azureml-blobstore-0000"
 MODIFIED = formatdate(1796292000, usegmt=True)
@@ -29,12 +26,8 @@ class BlobService(requests.adapters.HTTPAdapter):
         self.blobs, self.page, self.status, self.seen = dict(blobs), page, status, []
         self.credentials = []
 
-    def answer(self, request, status, body: bytes, headers=None):
-        raw = urllib3.HTTPResponse(body=io.BytesIO(body), status=status,
-                                   headers={"Content-Length": str(len(body)),
-                                            "x-ms-version": "2025-01-05", **(headers or {})},
-                                   preload_content=False, decode_content=False)
-        return self.build_response(request, raw)
+    def answer(self, request, status, body: bytes, headers):
+        return respond(self, request, status, body, {"x-ms-version": "2025-01-05", **headers})
 
     def send(self, request, **kwargs):
         self.seen.append(request)
@@ -91,10 +84,6 @@ def container_maker(service: BlobService):
     signed in as the Azure CLI's credential would be, over this service."""
     def make(account_url, container_name, credential):
         service.credentials.append(credential)
-        session = requests.Session()
-        session.mount("https://", service)
         return ContainerClient(account_url=account_url, container_name=container_name,
-                               credential=SignedIn(),
-                               transport=RequestsTransport(session=session,
-                                                           session_owner=False))
+                               credential=SignedIn(), transport=transport_over(service))
     return make

@@ -133,6 +133,11 @@ class ServedModel(NamedTuple):
     model: Any
     data: Any  # the split it was trained and tested on
 
+    def environment(self) -> Dict[str, str]:
+        """What a project command reads to work on this store and this model."""
+        return {"MLOPS_BACKEND": "local", "MLOPS_ROOT": str(self.backend.root),
+                "MODEL_NAME": self.version.name}
+
 
 @pytest.fixture(scope="session")
 def served_model(tmp_path_factory) -> Iterator[ServedModel]:

@@ -24,6 +24,22 @@ class SignedIn:
         return AccessToken("token-from-az", int(WHEN) + 3600)
 
 
+def respond(adapter: requests.adapters.HTTPAdapter, request, status: int, body: bytes,
+            headers: dict):
+    """The answer to a request, built by requests from a raw response (no socket)."""
+    raw = urllib3.HTTPResponse(body=io.BytesIO(body), status=status,
+                               headers={"Content-Length": str(len(body)), **headers},
+                               preload_content=False, decode_content=False)
+    return adapter.build_response(request, raw)
+
+
+def transport_over(adapter: requests.adapters.HTTPAdapter) -> RequestsTransport:
+    """azure-core's requests transport, its HTTPS requests answered by ``adapter``."""
+    session = requests.Session()
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
 class LogAnalytics(requests.adapters.HTTPAdapter):
     """Answers POST /v1/workspaces/{id}/query as the service does, through requests' own
     response building (only the socket is left out); keeps the requests."""
@@ -34,12 +50,8 @@ class LogAnalytics(requests.adapters.HTTPAdapter):
 
     def send(self, request, **kwargs):
         self.seen.append(request)
-        body = json.dumps(self.answer).encode()
-        raw = urllib3.HTTPResponse(body=io.BytesIO(body), status=self.status,
-                                   headers={"Content-Type": "application/json; charset=utf-8",
-                                            "Content-Length": str(len(body))},
-                                   preload_content=False, decode_content=False)
-        return self.build_response(request, raw)
+        return respond(self, request, self.status, json.dumps(self.answer).encode(),
+                       {"Content-Type": "application/json; charset=utf-8"})
 
 
 def logs_table(messages):
@@ -50,10 +62,7 @@ def logs_table(messages):
 
 
 def client_for(service: LogAnalytics) -> LogsQueryClient:
-    session = requests.Session()
-    session.mount("https://", service)
-    return LogsQueryClient(SignedIn(), transport=RequestsTransport(session=session,
-                                                                   session_owner=False))
+    return LogsQueryClient(SignedIn(), transport=transport_over(service))
 
 
 def logged(record):

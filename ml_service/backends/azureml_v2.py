@@ -400,16 +400,15 @@ class AzureMLv2Backend(Backend):
         """The managed online endpoint of that name, as a deployment: its scoring URI, the
         model version of the deployment with the most live traffic, and its primary key
         (read through the SDK); None when the workspace has no such endpoint."""
-        from ml_service.backends.azureml_v2_online import model_version
+        from ml_service.backends.azureml_v2_online import live_deployment, model_version
 
         try:
             endpoint = self.client.online_endpoints.get(service_name)
         except not_found():
             return None
-        traffic = {name: share for name, share in (endpoint.traffic or {}).items() if share}
-        if not traffic:
+        serving = live_deployment(endpoint.traffic)
+        if serving is None:
             return None
-        serving = max(traffic, key=traffic.get)
         deployment = self.client.online_deployments.get(serving, service_name)
         model = self.training.model_name
         key = self.client.online_endpoints.get_keys(service_name).primary_key

@@ -33,6 +33,13 @@ def model_version(model: Any) -> int:
     return int(version)
 
 
+def live_deployment(traffic: Optional[Mapping[str, int]]) -> Optional[str]:
+    """The deployment with the largest live share of an endpoint's traffic (the first by name
+    on a tie), or None when no deployment has live traffic."""
+    live = {name: share for name, share in (traffic or {}).items() if share}
+    return max(sorted(live), key=live.get) if live else None
+
+
 def identity_of(endpoint: Any) -> str:
     """The resource id of the user-assigned identity an endpoint entity runs as, or "" when
     it runs as its own system-assigned identity."""

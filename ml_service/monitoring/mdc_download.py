@@ -22,7 +22,6 @@ LOGGER = logging.getLogger(__name__)
 COLLECTOR_ROOT = "modelDataCollector"
 # Past this many days a window is listed as a whole (mdc.py keeps the window's days).
 MAX_DAY_PREFIXES = 62
-DEFAULT_STORAGE_SUFFIX = "core.windows.net"
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ def serving_deployment(client: Any, endpoint: str) -> Serving:
     """The deployment of ``endpoint`` with the largest live share, read through MLClient."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    from ml_service.backends.azureml_v2_online import model_version
+    from ml_service.backends.azureml_v2_online import live_deployment, model_version
 
     try:
         found = client.online_endpoints.get(endpoint)
@@ -51,11 +50,10 @@ def serving_deployment(client: Any, endpoint: str) -> Serving:
         raise CollectedDataError(
             f"the workspace has no online endpoint {endpoint}: pass --service with the "
             "endpoint whose requests to judge (default: ONLINE_ENDPOINT_NAME)") from None
-    live = {name: share for name, share in (found.traffic or {}).items() if share}
-    if not live:
+    name = live_deployment(found.traffic)
+    if name is None:
         raise CollectedDataError(f"online endpoint {endpoint} sends no live traffic to any "
                                  "deployment: there are no requests to judge")
-    name = max(sorted(live), key=live.get)
     deployment = client.online_deployments.get(name, endpoint)
     return Serving(endpoint, name, model_version(deployment.model))
 
@@ -126,7 +124,6 @@ def default_container(client: Any, credential: Any,
     if make_container is None:
         from azure.storage.blob import ContainerClient as make_container
     store = client.datastores.get_default()
-    account_url = (f"{getattr(store, 'protocol', None) or 'https'}://{store.account_name}.blob."
-                   f"{getattr(store, 'endpoint', None) or DEFAULT_STORAGE_SUFFIX}")
+    account_url = f"{store.protocol}://{store.account_name}.blob.{store.endpoint}"
     return make_container(account_url=account_url, container_name=store.container_name,
                           credential=credential)

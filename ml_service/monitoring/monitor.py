@@ -292,7 +292,7 @@ def check_options(args: argparse.Namespace, backend_kind: str) -> None:
     if args.collected_dir and args.source != MDC:
         raise MonitoringError("--collected_dir is the data collector's folder of one online "
                               "deployment: pass it with --source mdc")
-    if args.source == MDC and not args.collected_dir and backend_kind != "azureml-v2":
+    if fetches_mdc(args) and backend_kind != "azureml-v2":
         raise MonitoringError("--source mdc reads the data collector's files of one online "
                               "deployment: pass --collected_dir, the folder downloaded from the "
                               "workspace's blob store (modelDataCollector/<endpoint>/"
@@ -308,33 +308,38 @@ def collected_records(args: argparse.Namespace, backend: Any, service: str,
                       model: Any) -> Collected:
     """The window's records, from the local store, Application Insights or the data
     collector's files (whose records are the deployment's, so the model's)."""
-    if args.source == MDC and args.collected_dir:
+    if fetches_mdc(args):
+        return fetch_mdc(args, backend, service, model)
+    if args.source == MDC:
         return read_mdc(Path(args.collected_dir), model.name, model.version, args.since,
                         args.until)
-    if args.source == MDC:
-        return fetch_mdc(args, backend, model)
     if args.source == APPINSIGHTS:
         return appinsights.read_app_insights(appinsights.logs_client(), workspace_id(args),
                                              args.since, args.until, service)
     return read_collected(backend.collected_dir(), service, args.since, args.until)
 
 
+def fetches_mdc(args: argparse.Namespace) -> bool:
+    """Whether the data collector's files are fetched from the workspace (--source mdc
+    without --collected_dir)."""
+    return args.source == MDC and not args.collected_dir
+
+
 def default_service(args: argparse.Namespace) -> str:
     """The service judged without --service: the production online endpoint when the data
     collector's files are fetched, else the local service."""
-    if args.source == MDC and not args.collected_dir:
+    if fetches_mdc(args):
         return OnlineEndpointSettings.from_env().endpoint_name
     return ScoringSettings.from_env().service_name
 
 
-def fetch_mdc(args: argparse.Namespace, backend: Any, model: Any) -> Collected:
+def fetch_mdc(args: argparse.Namespace, backend: Any, endpoint: str, model: Any) -> Collected:
     """The window's records that the data collector kept for the deployment serving the
-    online endpoint (--service or ONLINE_ENDPOINT_NAME), fetched from the workspace's
-    datastore into a temporary folder; that deployment must serve the model judged."""
+    online endpoint, fetched from the workspace's datastore into a temporary folder; that
+    deployment must serve the model judged."""
     from ml_service.backends.azureml_v2 import make_credential
     from ml_service.monitoring import mdc_download
 
-    endpoint = args.service or default_service(args)
     serving = mdc_download.serving_deployment(backend.client, endpoint)
     if str(serving.model_version) != str(model.version):
         raise MonitoringError(

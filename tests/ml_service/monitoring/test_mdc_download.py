@@ -143,13 +143,14 @@ def test_the_monitor_fetches_the_serving_deployments_files_for_its_model(
     backend = AzureMLv2Backend(TrainingSettings(), workspace=WORKSPACE, client=client)
     monkeypatch.setenv("ONLINE_ENDPOINT_NAME", ENDPOINT)
     args = monitor.parse_args(["--source", "mdc", "--report_dir", "r"])
-    assert monitor.default_service(args) == ENDPOINT
+    endpoint = monitor.default_service(args)
+    assert endpoint == ENDPOINT
     monitor.check_options(args, "azureml-v2")
-    collected = monitor.fetch_mdc(args, backend, ModelVersion(MODEL, 2, None))
+    collected = monitor.fetch_mdc(args, backend, endpoint, ModelVersion(MODEL, 2, None))
     assert [r["id"] for r in collected.records] == ["r0"]
     assert (collected.records[0]["model"], collected.records[0]["version"]) == (MODEL, 2)
     assert type(service.credentials[0]).__module__.startswith("azure.identity")
     with pytest.raises(monitor.MonitoringError, match="served by deployment green with .* "
                                                       "version 2, not version 1: pass "
                                                       "--model_version 2"):
-        monitor.fetch_mdc(args, backend, ModelVersion(MODEL, 1, None))
+        monitor.fetch_mdc(args, backend, endpoint, ModelVersion(MODEL, 1, None))

@@ -14,9 +14,8 @@ from ml_service.util import model_card, run_webapp
 @pytest.fixture
 def store(served_model, monkeypatch):
     """The session's store (its production model served as "test-svc"), as make app sees it."""
-    monkeypatch.setenv("MLOPS_BACKEND", "local")
-    monkeypatch.setenv("MLOPS_ROOT", str(served_model.backend.root))
-    monkeypatch.setenv("MODEL_NAME", served_model.version.name)
+    for name, value in served_model.environment().items():
+        monkeypatch.setenv(name, value)
     return served_model
 
 

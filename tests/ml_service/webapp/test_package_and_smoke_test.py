@@ -24,9 +24,7 @@ def packaged(served_model, tmp_path_factory):
     """The package, made by the command CD runs, on the session's store."""
     out = tmp_path_factory.mktemp("package") / "model_app.zip"
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in (("MLOPS_BACKEND", "local"),
-                            ("MLOPS_ROOT", str(served_model.backend.root)),
-                            ("MODEL_NAME", served_model.version.name)):
+        for name, value in served_model.environment().items():
             patch.setenv(name, value)
         assert package_webapp.main(["--out", str(out), "--service", "test-svc"]) == 0
     return out
